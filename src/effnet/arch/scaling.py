@@ -1,0 +1,78 @@
+"""Compound scaling (V1 paper section 3): a pure function from spec to spec.
+
+`compound(phi, alpha, beta, gamma)` gives the multipliers d = alpha^phi, w = beta^phi, r = gamma^phi;
+`scale(spec, width=, depth=, resolution=)` applies them with the family's rounding rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .spec import NetSpec, Stem, round_channels, round_repeats
+
+PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    depth: float
+    width: float
+    resolution: float
+
+    @property
+    def flops_factor(self) -> float:
+        """The ideal FLOPs growth d * w^2 * r^2 that compound scaling aims at 2^phi."""
+        return self.depth * self.width**2 * self.resolution**2
+
+
+def compound(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
+             gamma: float = PAPER_GAMMA) -> Multipliers:
+    if min(alpha, beta, gamma) < 1.0:
+        raise ValueError(f"alpha, beta, gamma must be >= 1 (got {alpha}, {beta}, {gamma})")
+    return Multipliers(depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
+
+
+def scale_resolution(size: int, multiplier: float, divisor: int = 8) -> int:
+    """Resolution scaled and rounded to the divisor (nearest), as the paper's sizes are."""
+    return max(divisor, int(round(size * multiplier / divisor)) * divisor)
+
+
+def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int | None = None,
+          dropout: float | None = None, name: str | None = None) -> NetSpec:
+    """Scale every stage's width and depth with the spec's rounding rules; stem and head too,
+    unless the family fixes them (Lite). `resolution` replaces both train and eval sizes, keeping
+    their ratio (V2 trains below its eval size)."""
+    r = spec.rounding
+    last = len(spec.stages) - 1
+    stages = []
+    for i, st in enumerate(spec.stages):
+        keep_depth = r.fixed_end_repeats and i in (0, last)
+        stages.append(replace(
+            st,
+            out=round_channels(st.out, width, r),
+            repeats=st.repeats if keep_depth else round_repeats(st.repeats, depth),
+        ))
+    stem_out = spec.stem.out if r.fixed_stem_head else round_channels(spec.stem.out, width, r)
+    head = spec.head if (r.fixed_stem_head or not spec.head) else round_channels(spec.head, width, r)
+    pre = spec.preprocess
+    if resolution is not None:
+        train = int(round(resolution * pre.train_size / pre.eval_size))
+        pre = replace(pre, eval_size=resolution, train_size=train)
+    return replace(
+        spec,
+        name=name or spec.name,
+        stem=Stem(stem_out, spec.stem.kernel, spec.stem.stride, spec.stem.kind),
+        stages=tuple(stages),
+        head=head,
+        dropout=spec.dropout if dropout is None else dropout,
+        preprocess=pre,
+    )
+
+
+def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
+                   beta: float = PAPER_BETA, gamma: float = PAPER_GAMMA) -> tuple[NetSpec, Multipliers]:
+    """Apply the compound rule for any real phi; returns the spec and the multipliers used."""
+    m = compound(phi, alpha, beta, gamma)
+    res = scale_resolution(spec.preprocess.eval_size, m.resolution)
+    name = f"{spec.name}-phi{phi:g}"
+    return scale(spec, width=m.width, depth=m.depth, resolution=res, name=name), m

@@ -1,0 +1,152 @@
+"""Architectures as plain data: one typed row per stage, exactly as the paper tables print them.
+
+Nothing here imports torch. A `NetSpec` is built into a module by `effnet.nn.model`; scaling
+(`effnet.arch.scaling`) maps a spec to a spec, so a scaled network can be printed, compared and
+counted before any weight exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+BLOCK_KINDS = ("mbconv", "fused", "bottleneck")
+ACTIVATIONS = ("silu", "relu6", "relu")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage row: `repeats` blocks, the first with `stride`, the rest stride 1 and out -> out."""
+
+    block: str  # one of BLOCK_KINDS
+    kernel: int
+    stride: int
+    expand: float  # expansion ratio (MBConv/Fused); bottleneck: out = mid * expand
+    out: int  # output channels
+    repeats: int
+    se: float = 0.0  # squeeze-excite ratio of the *block input* width; 0 = no SE
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCK_KINDS:
+            raise ValueError(f"unknown block kind {self.block!r}; expected one of {BLOCK_KINDS}")
+        if self.repeats < 1 or self.out < 1 or self.kernel < 1 or self.stride not in (1, 2):
+            raise ValueError(f"invalid stage row {self}")
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """How a family rounds when scaled (SPEC A.4, B, C.5)."""
+
+    divisor: int = 8
+    ten_percent_guard: bool = True  # V1/Lite: add a divisor if rounding lost > 10 %; V2: no
+    fixed_stem_head: bool = False  # Lite: stem and head keep their base widths
+    fixed_end_repeats: bool = False  # Lite: first and last stage keep their base repeats
+
+
+@dataclass(frozen=True)
+class Stem:
+    """The input layer. `kind="conv"`: k x k conv stride 2; `"resnet"`: 7x7/2 conv + 3x3/2 max pool."""
+
+    out: int
+    kernel: int = 3
+    stride: int = 2
+    kind: str = "conv"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects of an image (used by effnet.data and predict)."""
+
+    train_size: int
+    eval_size: int
+    crop_pct: float = 0.875  # eval: resize short side to eval_size / crop_pct, center crop
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A whole network: stem -> stages -> 1x1 head -> pool -> dropout -> classifier."""
+
+    name: str
+    stem: Stem
+    stages: tuple[Stage, ...]
+    head: int  # width of the 1x1 head conv; 0 = no head conv (pool the last stage directly)
+    act: str = "silu"
+    dropout: float = 0.2
+    drop_path: float = 0.2  # stochastic depth rate reached (almost) at the last block, SPEC A.6
+    rounding: Rounding = field(default_factory=Rounding)
+    preprocess: Preprocess = field(default_factory=lambda: Preprocess(224, 224))
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.act!r}; expected one of {ACTIVATIONS}")
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(s.repeats for s in self.stages)
+
+    @property
+    def num_features(self) -> int:
+        """Width of the pooled feature vector fed to the classifier."""
+        return self.head or self.stages[-1].out
+
+    def with_(self, **changes) -> NetSpec:
+        return replace(self, **changes)
+
+    def table(self) -> str:
+        """The spec as the paper prints it: one row per stage with input resolution."""
+        res = self.preprocess.eval_size
+        rows = [("stage", "operator", "k", "s", "e", "in", "out", "layers", "SE", "input res")]
+        size = res
+        rows.append(("0", f"Conv{self.stem.kernel}x{self.stem.kernel} stem", str(self.stem.kernel),
+                     str(self.stem.stride), "-", "3", str(self.stem.out), "1", "-", f"{size}x{size}"))
+        size = math.ceil(size / self.stem.stride)
+        if self.stem.kind == "resnet":
+            size = math.ceil(size / 2)
+        width = self.stem.out
+        for i, st in enumerate(self.stages, start=1):
+            op = {"mbconv": "MBConv", "fused": "Fused-MBConv", "bottleneck": "Bottleneck"}[st.block]
+            rows.append((str(i), f"{op}{_fmt(st.expand)} k{st.kernel}x{st.kernel}", str(st.kernel),
+                         str(st.stride), _fmt(st.expand), str(width), str(st.out), str(st.repeats),
+                         _fmt(st.se) if st.se else "-", f"{size}x{size}"))
+            size = math.ceil(size / st.stride)
+            width = st.out
+        if self.head:
+            rows.append((str(len(self.stages) + 1), "Conv1x1 + pool + FC", "1", "1", "-",
+                         str(width), str(self.head), "1", "-", f"{size}x{size}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def round_channels(channels: float, multiplier: float, rounding: Rounding) -> int:
+    """Scale a width and round it to the nearest multiple of the divisor (halves up, never below it).
+
+    With `ten_percent_guard` (V1, Lite) a result more than 10 % below the exact product gets one more
+    divisor, as TPU `round_filters` does; AML's V2 version has no such guard (SPEC A.4, C.5).
+    """
+    if multiplier == 1.0:
+        return int(channels)
+    d = rounding.divisor
+    exact = channels * multiplier
+    new = max(d, int(exact + d / 2) // d * d)
+    if rounding.ten_percent_guard and new < 0.9 * exact:
+        new += d
+    return int(new)
+
+
+def round_repeats(repeats: int, multiplier: float) -> int:
+    """Depth scaling is a ceiling, per stage (SPEC A.4)."""
+    return int(math.ceil(multiplier * repeats))

@@ -1,0 +1,1 @@
+"""torch modules built from an `effnet.arch` spec."""

@@ -1,0 +1,102 @@
+"""The residual blocks a stage row can name: MBConv, Fused-MBConv and the ResNet bottleneck."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import StochasticDepth
+
+from .layers import ConvNormAct, NormConfig, SqueezeExcite, make_act
+
+
+class ResidualBlock(nn.Module):
+    """Shared tail: a residual add, with per-sample stochastic depth on the branch (SPEC A.6)."""
+
+    has_skip: bool
+
+    def set_drop_path(self, rate: float) -> None:
+        self.drop_path = StochasticDepth(rate, "row") if (rate > 0 and self.has_skip) else nn.Identity()
+
+    def add_skip(self, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path(branch) + x if self.has_skip else branch
+
+
+class MBConv(ResidualBlock):
+    """Inverted bottleneck: [1x1 expand] -> k x k depthwise -> [SE] -> 1x1 project (no act).
+
+    The SE width comes from the block's *input* channels, not the expanded ones (SPEC A.3).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
+                 se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
+                 tf_padding: bool = False, drop_path: float = 0.0):
+        super().__init__()
+        mid = int(round(in_ch * expand))
+        self.has_skip = stride == 1 and in_ch == out_ch
+        self.expand = ConvNormAct(in_ch, mid, 1, act=act, norm=norm) if expand != 1 else nn.Identity()
+        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act, norm=norm,
+                              tf_padding=tf_padding)
+        self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+        self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
+        self.set_drop_path(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.add_skip(self.project(self.se(self.dw(self.expand(x)))), x)
+
+
+class FusedMBConv(ResidualBlock):
+    """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise.
+
+    With expansion 1 the single k x k conv maps straight to the output and keeps its activation;
+    there is no 1x1 projection then (SPEC C.1).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
+                 se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
+                 tf_padding: bool = False, drop_path: float = 0.0):
+        super().__init__()
+        self.has_skip = stride == 1 and in_ch == out_ch
+        if expand == 1:
+            self.conv = ConvNormAct(in_ch, out_ch, kernel, stride, act=act, norm=norm,
+                                    tf_padding=tf_padding)
+            self.se, self.project = nn.Identity(), nn.Identity()
+        else:
+            mid = int(round(in_ch * expand))
+            self.conv = ConvNormAct(in_ch, mid, kernel, stride, act=act, norm=norm,
+                                    tf_padding=tf_padding)
+            self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+            self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
+        self.set_drop_path(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.add_skip(self.project(self.se(self.conv(x))), x)
+
+
+class Bottleneck(ResidualBlock):
+    """ResNet v1.5 bottleneck: 1x1 reduce -> k x k (stride here) -> 1x1 expand, act after the add.
+
+    `out` is the block's output width and `expand` the ratio out/mid (4 in ResNet-50). A projection
+    shortcut (1x1 conv + BN, strided) is used whenever the shape changes.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
+                 se: float = 0.0, act: str = "relu", norm: NormConfig = NormConfig(),
+                 tf_padding: bool = False, drop_path: float = 0.0):
+        super().__init__()
+        mid = int(round(out_ch / expand))
+        self.has_skip = True  # the shortcut always exists; it is projected when shapes differ
+        self.reduce = ConvNormAct(in_ch, mid, 1, act=act, norm=norm)
+        self.conv = ConvNormAct(mid, mid, kernel, stride, act=act, norm=norm, tf_padding=tf_padding)
+        self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+        self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
+        self.shortcut = (ConvNormAct(in_ch, out_ch, 1, stride, act=None, norm=norm)
+                         if (stride != 1 or in_ch != out_ch) else nn.Identity())
+        self.out_act = make_act(act)
+        self.set_drop_path(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.project(self.se(self.conv(self.reduce(x))))
+        return self.out_act(self.add_skip(branch, self.shortcut(x)))
+
+
+BLOCKS: dict[str, type[ResidualBlock]] = {"mbconv": MBConv, "fused": FusedMBConv, "bottleneck": Bottleneck}

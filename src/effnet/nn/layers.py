@@ -1,0 +1,79 @@
+"""Small building blocks: conv + BN + activation, TF "same" padding, squeeze-and-excitation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """BatchNorm settings. They follow the weights' source: PyTorch-trained weights (timm,
+    torchvision V1) use eps 1e-5 / momentum 0.1, TF-trained ones eps 1e-3 / momentum 0.01 (SPEC G.1)."""
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+
+TF_NORM = NormConfig(eps=1e-3, momentum=0.01)
+
+
+def make_act(name: str) -> nn.Module:
+    if name == "silu":
+        return nn.SiLU(inplace=True)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def tf_same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow 'SAME': output ceil(size/stride), the odd pixel of padding goes bottom/right."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class ConvNormAct(nn.Module):
+    """conv (no bias) -> BatchNorm -> optional activation.
+
+    With `tf_padding` a strided conv pads as TensorFlow does, from the actual input size at each
+    call (asymmetric for even sizes), so TF-trained weights give TF's numbers at any resolution.
+    Stride-1 odd kernels pad symmetrically in both conventions, so they keep the static padding.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: str | None = "silu", norm: NormConfig = NormConfig(), tf_padding: bool = False):
+        super().__init__()
+        self.dynamic_pad = tf_padding and (stride > 1 or kernel % 2 == 0)
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=0 if self.dynamic_pad else kernel // 2,
+                              groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch, eps=norm.eps, momentum=norm.momentum)
+        self.act = make_act(act) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic_pad:
+            top, bottom = tf_same_pad(x.shape[-2], self.kernel, self.stride)
+            left, right = tf_same_pad(x.shape[-1], self.kernel, self.stride)
+            x = F.pad(x, (left, right, top, bottom))
+        return self.act(self.bn(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gate: mean over space -> 1x1 reduce (bias) -> act -> 1x1 expand (bias) -> sigmoid."""
+
+    def __init__(self, channels: int, reduced: int, act: str = "silu"):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = make_act(act)
+        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.expand(self.act(self.reduce(s)))
+        return x * s.sigmoid()

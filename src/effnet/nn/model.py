@@ -1,0 +1,148 @@
+"""EfficientNet (and any stage-row network): stem -> stages -> 1x1 head -> pool -> dropout -> FC."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..arch.spec import NetSpec
+from .blocks import BLOCKS, ResidualBlock
+from .layers import ConvNormAct, NormConfig
+
+
+class EfficientNet(nn.Module):
+    """Built from a `NetSpec`. Feature maps at strides 2/4/8/16/32 are exposed for dense tasks."""
+
+    def __init__(self, spec: NetSpec, num_classes: int = 1000, in_chans: int = 3,
+                 drop_rate: float | None = None, drop_path_rate: float | None = None,
+                 norm: NormConfig = NormConfig(), tf_padding: bool = False):
+        super().__init__()
+        self.spec = spec
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.grad_checkpointing = False
+        act = spec.act
+        self.drop_path_rate = spec.drop_path if drop_path_rate is None else drop_path_rate
+
+        st = spec.stem
+        stem_conv = ConvNormAct(in_chans, st.out, st.kernel, st.stride, act=act, norm=norm,
+                                tf_padding=tf_padding)
+        if st.kind == "resnet":  # 7x7/2 conv then 3x3/2 max pool
+            self.stem = nn.Sequential(stem_conv, nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = stem_conv
+
+        width, stride, index = st.out, st.stride * (2 if st.kind == "resnet" else 1), 0
+        stages = []
+        self.feature_info: list[dict] = []
+        for s_idx, row in enumerate(spec.stages):
+            blocks = []
+            for r in range(row.repeats):
+                block_cls = BLOCKS[row.block]
+                blocks.append(block_cls(
+                    width, row.out, row.kernel, row.stride if r == 0 else 1, row.expand,
+                    se=row.se, act=act, norm=norm, tf_padding=tf_padding,
+                    drop_path=self._block_drop_path(index, self.drop_path_rate)))
+                width, index = row.out, index + 1
+            stride *= row.stride
+            stages.append(nn.Sequential(*blocks))
+            info = {"stage": s_idx, "num_chs": width, "reduction": stride}
+            # keep the last stage at each stride: those are the multi-scale feature maps
+            if self.feature_info and self.feature_info[-1]["reduction"] == stride:
+                self.feature_info[-1] = info
+            else:
+                self.feature_info.append(info)
+        self.stages = nn.Sequential(*stages)
+
+        self.num_features = spec.num_features
+        self.head = ConvNormAct(width, spec.head, 1, act=act, norm=norm) if spec.head else nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head_drop = nn.Dropout(spec.dropout if drop_rate is None else drop_rate)
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.init_weights()
+
+    # --- construction helpers -------------------------------------------------------------
+    def _block_drop_path(self, index: int, rate: float) -> float:
+        # TPU schedule: block i of N gets rate * i / N (block 0 never dropped), SPEC A.6
+        return rate * index / self.spec.num_blocks
+
+    def blocks(self) -> list[ResidualBlock]:
+        return [b for stage in self.stages for b in stage]
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """TF initialisers (SPEC A.7): conv normal(0, sqrt(2/fan_out)) with a depthwise kernel's
+        fan_out = k*k (TF's [k,k,C,1] shape), dense uniform(+-1/sqrt(num_classes))."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                fan_out = kh * kw * (m.out_channels // m.groups)
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.out_features)
+                m.weight.uniform_(-bound, bound)
+                m.bias.zero_()
+
+    # --- knobs used by training (progressive learning changes these between stages) -----------
+    def set_dropout(self, rate: float) -> None:
+        self.head_drop.p = rate
+
+    def set_drop_path(self, rate: float) -> None:
+        self.drop_path_rate = rate
+        for i, block in enumerate(self.blocks()):
+            block.set_drop_path(self._block_drop_path(i, rate))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass: less activation memory, ~30 % more time."""
+        self.grad_checkpointing = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if num_classes:
+            bound = 1.0 / math.sqrt(num_classes)
+            nn.init.uniform_(self.classifier.weight, -bound, bound)
+            nn.init.zeros_(self.classifier.bias)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    # --- forward ----------------------------------------------------------------------------
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for block in stage:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return stage(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = self._run_stage(stage, x)
+        return self.head(x)
+
+    def forward_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Maps at strides 2, 4, 8, 16, 32 (see `feature_info`), for detection/segmentation."""
+        wanted = {info["stage"] for info in self.feature_info}
+        maps = []
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            x = self._run_stage(stage, x)
+            if i in wanted:
+                maps.append(x)
+        return maps
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.pool(x).flatten(1))
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
