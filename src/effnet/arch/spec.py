@@ -150,3 +150,20 @@ def round_channels(channels: float, multiplier: float, rounding: Rounding) -> in
 def round_repeats(repeats: int, multiplier: float) -> int:
     """Depth scaling is a ceiling, per stage (SPEC A.4)."""
     return int(math.ceil(multiplier * repeats))
+
+
+def spec_to_dict(spec: NetSpec) -> dict:
+    """A JSON-ready dict; `spec_from_dict` rebuilds the identical spec (saved with every run)."""
+    from dataclasses import asdict
+
+    return asdict(spec)
+
+
+def spec_from_dict(d: dict) -> NetSpec:
+    pre = dict(d["preprocess"])
+    pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
+    return NetSpec(
+        name=d["name"], stem=Stem(**d["stem"]), stages=tuple(Stage(**s) for s in d["stages"]),
+        head=d["head"], act=d["act"], dropout=d["dropout"], drop_path=d["drop_path"],
+        rounding=Rounding(**d["rounding"]), preprocess=Preprocess(**pre),
+    )

@@ -1,0 +1,159 @@
+"""Commands about models: `models`, `scale`, `profile`, `predict`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list models: params, GMACs at eval size, resolutions")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("scale", help="compound-scale a base network and show the result")
+    p.add_argument("--base", default="efficientnet_b0")
+    p.add_argument("--phi", type=float, required=True, help="compound coefficient (any real)")
+    p.add_argument("--alpha", type=float, default=None, help="depth base (default 1.2)")
+    p.add_argument("--beta", type=float, default=None, help="width base (default 1.1)")
+    p.add_argument("--gamma", type=float, default=None, help="resolution base (default 1.15)")
+    p.add_argument("--coeffs", type=Path, default=None,
+                   help="JSON with alpha, beta, gamma (e.g. a search's best.json)")
+    p.set_defaults(run=cmd_scale)
+
+    p = sub.add_parser("profile", help="params, GMACs, peak activation memory, step times")
+    p.add_argument("model")
+    p.add_argument("--size", type=int, default=None, help="image size (default: eval size)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--channels-last", action="store_true")
+    p.set_defaults(run=cmd_profile)
+
+    p = sub.add_parser("predict", help="classify images")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--model", default=None,
+                   help="model name; optional when a spec.json (from `effnet train`) sits beside --weights")
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.set_defaults(run=cmd_predict)
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise UserError(f"{name} must be >= 1 (got {value})")
+    return value
+
+
+def cmd_models(args) -> int:
+    from ..models import get_spec, list_models
+    from ..tools.profile import count_macs_spec, count_params_spec
+
+    names = list_models(args.pattern)
+    if not names:
+        raise UserError(f"no model matches {args.pattern!r}; try `effnet models`")
+    rows = [("model", "params (M)", "GMACs", "train px", "eval px", "crop", "interp")]
+    for n in names:
+        spec = get_spec(n)
+        pre = spec.preprocess
+        rows.append((n, f"{count_params_spec(spec) / 1e6:.2f}",
+                     f"{count_macs_spec(spec, pre.eval_size) / 1e9:.3f}",
+                     str(pre.train_size), str(pre.eval_size), f"{pre.crop_pct:.3f}", pre.interpolation))
+    print(_table(rows))
+    return 0
+
+
+def cmd_scale(args) -> int:
+    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, scale_compound
+    from ..models import get_spec
+    from ..tools.profile import count_macs_spec, count_params_spec
+
+    alpha, beta, gamma = PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+    if args.coeffs is not None:
+        try:
+            c = json.loads(args.coeffs.read_text())
+            alpha, beta, gamma = float(c["alpha"]), float(c["beta"]), float(c["gamma"])
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{args.coeffs}: expected JSON with alpha, beta, gamma ({e})") from None
+    alpha = args.alpha if args.alpha is not None else alpha
+    beta = args.beta if args.beta is not None else beta
+    gamma = args.gamma if args.gamma is not None else gamma
+    base = get_spec(args.base)
+    try:
+        scaled, m = scale_compound(base, args.phi, alpha, beta, gamma)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    base_res, res = base.preprocess.eval_size, scaled.preprocess.eval_size
+    base_macs, macs = count_macs_spec(base, base_res), count_macs_spec(scaled, res)
+    print(f"{args.base} scaled with phi={args.phi:g}, alpha={alpha:g}, beta={beta:g}, gamma={gamma:g}")
+    print(f"  depth x{m.depth:.3f}  width x{m.width:.3f}  resolution x{m.resolution:.3f} "
+          f"-> {res}px (base {base_res}px); alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f}")
+    print()
+    print(scaled.table())
+    print()
+    ratio, target = macs / base_macs, 2 ** args.phi
+    print(f"params {count_params_spec(scaled):,} (base {count_params_spec(base):,})")
+    print(f"MACs   {macs / 1e9:.3f} G @ {res}px (base {base_macs / 1e9:.3f} G @ {base_res}px)")
+    print(f"FLOPs ratio {ratio:.3f} vs 2^phi = {target:.3f} ({(ratio / target - 1) * 100:+.1f} %)")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from ..models import create_model
+    from ..tools.profile import profile
+
+    model = create_model(args.model)
+    size = args.size or model.spec.preprocess.eval_size
+    _positive("--size", size)
+    _positive("--batch", args.batch)
+    r = profile(model, size, args.batch, device=args.device, channels_last=args.channels_last)
+    rows = [("metric", "value")] + [(k, _fmt(v)) for k, v in r.items()]
+    print(f"{args.model} @ {size}px, batch {args.batch}, {args.device}")
+    print(_table(rows))
+    return 0
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def cmd_predict(args) -> int:
+    import torch
+
+    from ..inference import load_for_inference, preprocess_image
+    from ..weights import imagenet_classes
+
+    _positive("--topk", args.topk)
+    model, classes = load_for_inference(args.model, args.weights, args.num_classes)
+    if classes is None and model.num_classes == 1000:
+        classes = imagenet_classes()
+    k = min(args.topk, model.num_classes)
+    for path in args.images:
+        x = preprocess_image(path, model.spec.preprocess)
+        with torch.inference_mode():
+            probs = model(x.unsqueeze(0)).softmax(-1)[0]
+        p, idx = probs.topk(k)
+        print(f"{path}:")
+        for rank, (pi, ii) in enumerate(zip(p.tolist(), idx.tolist(), strict=True), 1):
+            label = classes[ii] if classes else str(ii)
+            print(f"  {rank}. {ii:>4}  {label:<30} {pi:.4f}")
+    sys.stdout.flush()
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+           for r in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)

@@ -1,0 +1,108 @@
+"""Behaviour of the built modules: features, stochastic depth, checkpointing, heads."""
+
+import pytest
+import torch
+
+from effnet import create_model
+from effnet.nn.blocks import FusedMBConv, MBConv
+from effnet.nn.layers import tf_same_pad
+
+
+@pytest.fixture(scope="module")
+def b0():
+    torch.manual_seed(0)
+    return create_model("efficientnet_b0", num_classes=10).eval()
+
+
+def test_forward_shapes_and_feature_maps(b0):
+    x = torch.randn(2, 3, 96, 96)
+    assert b0(x).shape == (2, 10)
+    maps = b0.forward_feature_maps(x)
+    assert [m.shape[-1] for m in maps] == [48, 24, 12, 6, 3]
+    assert [m.shape[1] for m in maps] == [i["num_chs"] for i in b0.feature_info] == [16, 24, 40, 112, 320]
+    assert [i["reduction"] for i in b0.feature_info] == [2, 4, 8, 16, 32]
+    assert b0.forward_head(b0.forward_features(x), pre_logits=True).shape == (2, 1280)
+
+
+def test_v2_feature_maps():
+    model = create_model("efficientnetv2_s", num_classes=0).eval()
+    assert [i["num_chs"] for i in model.feature_info] == [24, 48, 64, 160, 256]
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1280)  # num_classes=0: pooled features
+
+
+def test_stochastic_depth_schedule_is_linear_over_all_blocks():
+    model = create_model("efficientnet_b0", drop_path_rate=0.2)
+    rates = [getattr(b.drop_path, "p", 0.0) for b in model.blocks()]
+    # block i of 16 gets 0.2 * i / 16; blocks without a residual get none (SPEC A.6)
+    for i, (b, r) in enumerate(zip(model.blocks(), rates, strict=True)):
+        assert r == (pytest.approx(0.2 * i / 16) if b.has_skip else 0.0)
+    assert max(rates) == pytest.approx(0.2 * 14 / 16)  # block 15 (192 -> 320) has no residual
+
+
+def test_drop_path_is_per_sample_in_training_only():
+    block = MBConv(16, 16, 3, 1, 6, se=0.25, drop_path=0.5).train()
+    x = torch.randn(64, 16, 4, 4)
+    branch = block.project(block.se(block.dw(block.expand(x))))
+    out = block(x)
+    dropped = torch.isclose(out, x).flatten(1).all(1)
+    assert 10 < int(dropped.sum()) < 54  # about half of the samples lost the whole branch
+    kept = ~dropped
+    torch.testing.assert_close(out[kept], x[kept] + branch[kept] / 0.5)
+    block.eval()
+    torch.testing.assert_close(block(x), x + block.project(block.se(block.dw(block.expand(x)))))
+
+
+def test_set_dropout_and_drop_path():
+    model = create_model("efficientnet_b0")
+    model.set_dropout(0.35)
+    assert model.head_drop.p == 0.35
+    model.set_drop_path(0.0)
+    assert all(not hasattr(b.drop_path, "p") for b in model.blocks())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = create_model("efficientnet_b0", num_classes=5, drop_rate=0.0, drop_path_rate=0.0)
+    x = torch.randn(2, 3, 64, 64)
+    model.train()
+    model(x).sum().backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    torch.manual_seed(0)
+    model(x).sum().backward()
+    for g, r in zip((p.grad for p in model.parameters()), ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_expansion_one_has_no_projection():
+    block = FusedMBConv(24, 24, 3, 1, 1)
+    assert isinstance(block.project, torch.nn.Identity)
+    assert isinstance(block.conv.act, torch.nn.SiLU)
+
+
+def test_se_width_comes_from_block_input():
+    block = MBConv(16, 24, 3, 2, 6, se=0.25)
+    assert block.se.reduce.out_channels == 4 and block.se.reduce.in_channels == 96
+
+
+@pytest.mark.parametrize("size, k, s, expect", [(224, 3, 2, (0, 1)), (225, 3, 2, (1, 1)),
+                                                (224, 5, 2, (1, 2)), (7, 3, 1, (1, 1))])
+def test_tf_same_padding(size, k, s, expect):
+    assert tf_same_pad(size, k, s) == expect
+
+
+def test_reset_classifier_and_in_chans():
+    model = create_model("efficientnet_lite0", in_chans=1, num_classes=3)
+    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 3)
+    model.reset_classifier(7)
+    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 7)
+
+
+def test_init_follows_tf_initialisers():
+    torch.manual_seed(0)
+    model = create_model("efficientnet_b4")
+    dw = model.stages[5][0].dw.conv.weight  # depthwise 5x5: fan_out = 25 whatever the width
+    assert dw.std().item() == pytest.approx((2 / 25) ** 0.5, rel=0.05)
+    bound = 1 / 1000**0.5
+    assert model.classifier.weight.abs().max().item() <= bound
