@@ -1,0 +1,166 @@
+"""Progressive learning with adaptive regularization (EfficientNetV2 Algorithm 1) as data.
+
+Training runs in M stages; stage i trains at image size S_i with regularization Phi_i (dropout,
+RandAugment magnitude, Mixup alpha, CutMix alpha), all interpolated linearly from (S_0, Phi_0) to
+(S_e, Phi_e); the last stage uses exactly S_e and Phi_e, and weights carry over between stages.
+
+Two conventions (SPEC D.2):
+- "paper": stage i of M uses t = i / (M - 1), so the first stage starts at S_0 itself.
+- "code": the released AML code. Image size uses t = (i + 1) / M truncated to an int (so the first
+  stage is already above S_0), while RandAugment and mixup/cutmix use linspace(start, end, M)[i],
+  i.e. t = i / (M - 1); the per-model dropout is held fixed (the code builds a dropout schedule
+  and then deletes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+CONVENTIONS = ("paper", "code")
+
+
+@dataclass(frozen=True)
+class ProgressivePlan:
+    """The inputs of Algorithm 1. Each regularizer is a (start, end) pair."""
+
+    name: str
+    stages: int
+    size: tuple[int, int]
+    randaug: tuple[float, float]
+    mixup: tuple[float, float] = (0.0, 0.0)
+    cutmix: tuple[float, float] = (0.0, 0.0)
+    dropout: tuple[float, float] = (0.2, 0.2)
+    convention: str = "paper"
+    size_divisor: int | None = 8  # intermediate sizes round to a multiple; None: as computed
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {self.convention!r}")
+        if self.stages < 1:
+            raise ValueError(f"stages must be >= 1, got {self.stages}")
+        if min(self.size) < 8:
+            raise ValueError(f"image sizes must be >= 8, got {self.size}")
+
+
+@dataclass(frozen=True)
+class StageSetting:
+    """What stage `index` trains with, over the fraction [start, end) of all training steps."""
+
+    index: int
+    start: float
+    end: float
+    size: int
+    randaug: float
+    mixup: float
+    cutmix: float
+    dropout: float
+
+
+def _lerp(pair: tuple[float, float], t: float) -> float:
+    return pair[0] + (pair[1] - pair[0]) * t
+
+
+def schedule(plan: ProgressivePlan) -> list[StageSetting]:
+    m = plan.stages
+    out = []
+    for i in range(m):
+        t_reg = i / (m - 1) if m > 1 else 1.0
+        if plan.convention == "paper":
+            size = _lerp(plan.size, t_reg)
+            dropout = _lerp(plan.dropout, t_reg)
+        else:
+            size = int(_lerp(plan.size, (i + 1) / m))
+            dropout = plan.dropout[1]
+        if i == m - 1:
+            size = plan.size[1]  # the last stage is exactly the target, whatever the rounding
+        elif size == plan.size[0]:
+            pass  # the paper's first stage is S_0 as given
+        elif plan.size_divisor:
+            size = max(plan.size_divisor, round(size / plan.size_divisor) * plan.size_divisor)
+        out.append(StageSetting(
+            index=i, start=i / m, end=(i + 1) / m, size=int(round(size)),
+            randaug=_lerp(plan.randaug, t_reg), mixup=_lerp(plan.mixup, t_reg),
+            cutmix=_lerp(plan.cutmix, t_reg), dropout=dropout,
+        ))
+    return out
+
+
+def stage_at(stages: list[StageSetting], progress: float) -> StageSetting:
+    """The stage in force at a fraction of training (0 <= progress <= 1)."""
+    for st in stages:
+        if progress < st.end:
+            return st
+    return stages[-1]
+
+
+def table(plan: ProgressivePlan) -> str:
+    rows = [("stage", "steps", "size", "RandAug M", "mixup a", "cutmix a", "dropout")]
+    for s in schedule(plan):
+        rows.append((str(s.index + 1), f"{s.start:.0%}-{s.end:.0%}", str(s.size), f"{s.randaug:.2f}",
+                     f"{s.mixup:.3f}", f"{s.cutmix:.3f}", f"{s.dropout:.3f}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    head = (f"{plan.name}: {plan.stages} stages, {plan.convention} convention, "
+            f"size rounding {plan.size_divisor or 'off'}")
+    return head + "\n" + "\n".join(lines)
+
+
+def plan_to_dict(plan: ProgressivePlan) -> dict:
+    return asdict(plan)
+
+
+def plan_from_dict(d: dict) -> ProgressivePlan:
+    d = dict(d)
+    for k in ("size", "randaug", "mixup", "cutmix", "dropout"):
+        d[k] = tuple(d[k])
+    return ProgressivePlan(**d)
+
+
+# V2 paper Table 6 (min -> max), 4 stages; the V2 code's values are AML efficientnetv2_params
+# (train size, RandAugment, mixup = cutmix alpha, fixed dropout), SPEC C.3 and D.2.
+_PAPER = {  # size, randaug, mixup, dropout
+    "s": ((128, 300), (5, 15), (0.0, 0.0), (0.1, 0.3)),
+    "m": ((128, 380), (5, 20), (0.0, 0.2), (0.1, 0.4)),
+    "l": ((128, 380), (5, 25), (0.0, 0.4), (0.1, 0.5)),
+}
+_CODE = {  # final train size, final randaug, final mixup (= cutmix), fixed dropout
+    "s": (300, 10, 0.0, 0.2), "m": (384, 15, 0.2, 0.3), "l": (384, 20, 0.5, 0.4),
+    "xl": (384, 20, 0.5, 0.4), "b0": (192, 5, 0.0, 0.2), "b1": (192, 5, 0.0, 0.2),
+    "b2": (208, 5, 0.0, 0.3), "b3": (240, 5, 0.0, 0.3),
+}
+
+
+def _presets() -> dict[str, ProgressivePlan]:
+    out = {}
+    for k, (size, ra, mix, drop) in _PAPER.items():
+        out[f"v2-{k}"] = ProgressivePlan(f"v2-{k}", 4, size, ra, mixup=mix, dropout=drop)
+    for k, (size, ra, mix, drop) in _CODE.items():
+        # B0-B3 use AutoAugment in the code, so their RandAugment list is unused (magnitude 5 flat)
+        out[f"v2-{k}-code"] = ProgressivePlan(
+            f"v2-{k}-code", 4, (128, size), (5, ra), mixup=(0.0, mix), cutmix=(0.0, mix),
+            dropout=(drop, drop), convention="code", size_divisor=None)
+    return out
+
+
+PRESETS: dict[str, ProgressivePlan] = _presets()
+
+
+def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0:0",
+                  cutmix: str = "0:0", dropout: str = "0.1:0.3", convention: str = "paper",
+                  size_divisor: int | None = 8) -> ProgressivePlan:
+    """A plan from 'start:end' strings, as the CLI takes them (`--size 128:300`)."""
+    def pair(text: str, cast=float):
+        parts = text.split(":")
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2:
+            raise ValueError(f"expected START:END, got {text!r}")
+        return cast(parts[0]), cast(parts[1])
+
+    return ProgressivePlan("custom", stages, pair(size, int), pair(randaug), pair(mixup), pair(cutmix),
+                           pair(dropout), convention=convention, size_divisor=size_divisor)
+
+
+def with_stages(plan: ProgressivePlan, stages: int) -> ProgressivePlan:
+    return replace(plan, stages=stages)
