@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from effnet import compound, create_model, get_spec, scale, scale_compound
+from effnet import build, compound, create_model, get_spec, scale, scale_compound
 from effnet.arch.spec import Rounding, round_channels, round_repeats
 from effnet.arch.zoo import VARIANTS
 
@@ -22,6 +22,8 @@ REFERENCE_PARAMS = {
     "efficientnetv2_b3": 14_358_406, "efficientnetv2_s": 21_458_488, "efficientnetv2_m": 54_139_356,
     "efficientnetv2_l": 118_515_272, "efficientnetv2_xl": 208_119_808,
 }
+# V1 Table 3 baselines, built from stage rows (torchvision's counts)
+BASELINE_PARAMS = {"mobilenetv2_100": 3_504_872, "resnet50": 25_557_032}
 
 
 def meta_params(name: str) -> int:
@@ -36,8 +38,17 @@ def test_parameter_counts_match_reference_to_the_unit(name):
     assert meta_params("tf_" + name) == REFERENCE_PARAMS[name]
 
 
+@pytest.mark.parametrize("name", sorted(BASELINE_PARAMS))
+def test_baselines_from_rows_match_torchvision_and_scale(name):
+    assert meta_params(name) == BASELINE_PARAMS[name]
+    spec, _ = scale_compound(get_spec(name), 1.0)
+    with torch.device("meta"):
+        model = build(spec)
+    assert sum(p.numel() for p in model.parameters()) > 1.3 * BASELINE_PARAMS[name]
+
+
 def test_every_variant_has_a_reference_count():
-    assert set(VARIANTS) == set(REFERENCE_PARAMS)
+    assert set(VARIANTS) == set(REFERENCE_PARAMS) | set(BASELINE_PARAMS)
 
 
 # SPEC A.5 / B / C.2 derived stage layouts: (out, repeats) per stage, stem, head

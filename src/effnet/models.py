@@ -36,7 +36,8 @@ def _torch_preprocess(spec: NetSpec) -> NetSpec:
 
 def model_names() -> list[str]:
     plain = list(VARIANTS)
-    return plain + [TF_PREFIX + n for n in plain]
+    # TF-trained weights exist for the EfficientNet family only
+    return plain + [TF_PREFIX + n for n in plain if n.startswith("efficientnet")]
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -48,7 +49,7 @@ def resolve(name: str) -> tuple[NetSpec, bool]:
     """The spec behind a model name and whether it is a TF-style model."""
     tf = name.startswith(TF_PREFIX)
     base = name[len(TF_PREFIX):] if tf else name
-    if base not in VARIANTS:
+    if name not in model_names():
         close = difflib.get_close_matches(name, model_names(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `effnet models`"
         raise UserError(f"unknown model {name!r}{hint}")

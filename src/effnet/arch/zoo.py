@@ -107,6 +107,23 @@ V2_COEFFICIENTS = {
     "b3": (1.2, 1.4, 240, 300, 0.3),
 }
 
+# --- Other baselines for compound scaling (V1 Table 3) ---------------------------------------
+MOBILENET_V2_STAGES = (  # MobileNetV2 Table 2: MBConv without SE, ReLU6 (torchvision's layout)
+    Stage("mbconv", 3, 1, 1, 16,  1),
+    Stage("mbconv", 3, 2, 6, 24,  2),
+    Stage("mbconv", 3, 2, 6, 32,  3),
+    Stage("mbconv", 3, 2, 6, 64,  4),
+    Stage("mbconv", 3, 1, 6, 96,  3),
+    Stage("mbconv", 3, 2, 6, 160, 3),
+    Stage("mbconv", 3, 1, 6, 320, 1),
+)
+RESNET50_STAGES = (  # ResNet-50 (v1.5: stride on the 3x3), out = 4 x bottleneck width
+    Stage("bottleneck", 3, 1, 4, 256,  3),
+    Stage("bottleneck", 3, 2, 4, 512,  4),
+    Stage("bottleneck", 3, 2, 4, 1024, 6),
+    Stage("bottleneck", 3, 2, 4, 2048, 3),
+)
+
 V1_ROUNDING = Rounding(ten_percent_guard=True)
 LITE_ROUNDING = Rounding(ten_percent_guard=True, fixed_stem_head=True, fixed_end_repeats=True)
 V2_ROUNDING = Rounding(ten_percent_guard=False)
@@ -132,6 +149,18 @@ def lite_base() -> NetSpec:
 def v2_base() -> NetSpec:
     return NetSpec("efficientnetv2_b0", Stem(32), V2_BASE_STAGES, head=1280, act="silu",
                    rounding=V2_ROUNDING, preprocess=Preprocess(192, 224))
+
+
+def mobilenet_v2() -> NetSpec:
+    return NetSpec("mobilenetv2_100", Stem(32), MOBILENET_V2_STAGES, head=1280, act="relu6",
+                   dropout=0.2, drop_path=0.0, rounding=V1_ROUNDING,
+                   preprocess=Preprocess(224, 224, interpolation="bilinear"))
+
+
+def resnet50() -> NetSpec:
+    return NetSpec("resnet50", Stem(64, kernel=7, kind="resnet"), RESNET50_STAGES, head=0, act="relu",
+                   dropout=0.0, drop_path=0.0, rounding=V1_ROUNDING,
+                   preprocess=Preprocess(224, 224, interpolation="bilinear"))
 
 
 def _v1(key: str) -> NetSpec:
@@ -176,6 +205,8 @@ def _build_registry() -> dict[str, NetSpec]:
         reg[f"efficientnet_{key}"] = _lite(key)
     for key in (*V2_TABLES, *V2_COEFFICIENTS):
         reg[f"efficientnetv2_{key}"] = _v2(key)
+    reg["mobilenetv2_100"] = mobilenet_v2()
+    reg["resnet50"] = resnet50()
     return reg
 
 
