@@ -154,9 +154,11 @@ def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0
         parts = text.split(":")
         if len(parts) == 1:
             parts = parts * 2
-        if len(parts) != 2:
-            raise ValueError(f"expected START:END, got {text!r}")
-        return cast(parts[0]), cast(parts[1])
+        try:
+            start, end = (cast(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"expected START:END numbers, got {text!r}") from None
+        return start, end
 
     return ProgressivePlan("custom", stages, pair(size, int), pair(randaug), pair(mixup), pair(cutmix),
                            pair(dropout), convention=convention, size_divisor=size_divisor)

@@ -1,0 +1,66 @@
+"""`effnet schedule`: print a progressive-learning schedule without training."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+
+
+def add_plan_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared with `effnet train --progressive`."""
+    p.add_argument("--stages", type=int, default=None, help="number of stages M")
+    p.add_argument("--size", default=None, help="image size START:END, e.g. 128:300")
+    p.add_argument("--randaug", default=None, help="RandAugment magnitude START:END")
+    p.add_argument("--mixup", default=None, help="Mixup alpha START:END")
+    p.add_argument("--cutmix", default=None, help="CutMix alpha START:END")
+    p.add_argument("--dropout", default=None, help="dropout rate START:END")
+    p.add_argument("--convention", choices=("paper", "code"), default=None)
+    p.add_argument("--size-divisor", type=int, default=None, help="round intermediate sizes (0: off)")
+
+
+def plan_from_args(preset: str | None, args):
+    """A preset by name, changed by any explicit flags; or a plan from flags alone."""
+    from dataclasses import replace
+
+    from ..train.progressive import PRESETS, ProgressivePlan, explicit_plan
+
+    try:
+        if preset:
+            if preset not in PRESETS:
+                raise UserError(f"unknown schedule {preset!r}; choose from {', '.join(PRESETS)}")
+            plan = PRESETS[preset]
+            flags = explicit_plan(1, args.size or "8:8", args.randaug or "0:0", args.mixup or "0:0",
+                                  args.cutmix or "0:0", args.dropout or "0:0")
+            changes = {k: getattr(flags, k) for k in ("size", "randaug", "mixup", "cutmix", "dropout")
+                       if getattr(args, k) is not None}
+            plan = replace(plan, **changes)
+        else:
+            if args.size is None:
+                raise UserError("give a preset (e.g. v2-s) or at least --size START:END")
+            plan = explicit_plan(4, args.size, args.randaug or "5:15", args.mixup or "0:0",
+                                 args.cutmix or "0:0", args.dropout or "0.1:0.3")
+        if args.stages is not None:
+            plan = replace(plan, stages=args.stages)
+        if args.convention is not None:
+            plan = replace(plan, convention=args.convention)
+        if args.size_divisor is not None:
+            plan = replace(plan, size_divisor=args.size_divisor or None)
+        return ProgressivePlan(**{**plan.__dict__})  # re-validate after the changes
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schedule", help="print a progressive-learning schedule (V2 Algorithm 1)")
+    p.add_argument("preset", nargs="?", default=None,
+                   help="v2-s, v2-m, v2-l (paper Table 6) or v2-s-code ... (released code)")
+    add_plan_flags(p)
+    p.set_defaults(run=cmd_schedule)
+
+
+def cmd_schedule(args) -> int:
+    from ..train.progressive import table
+
+    print(table(plan_from_args(args.preset, args)))
+    return 0
