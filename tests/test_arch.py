@@ -98,8 +98,10 @@ def test_compound_multipliers_follow_the_paper_rule():
 
 def test_scale_compound_b0_phi1():
     spec, m = scale_compound(get_spec("efficientnet_b0"), 1.0)
-    assert spec.preprocess.eval_size == 256  # 224 * 1.15 = 257.6 -> nearest multiple of 8
-    assert [s.repeats for s in spec.stages] == [math.ceil(1.2 * r) for r in (1, 2, 2, 3, 3, 4, 1)]
+    assert spec.preprocess.eval_size == 258  # 224 * 1.15 = 257.6
+    assert [s.repeats for s in spec.stages] == [1, 2, 2, 4, 4, 5, 1]  # nearest of 1.2 x (1,2,2,3,3,4,1)
+    ceil, _ = scale_compound(get_spec("efficientnet_b0"), 1.0, depth_rounding="ceil")
+    assert [s.repeats for s in ceil.stages] == [math.ceil(1.2 * r) for r in (1, 2, 2, 3, 3, 4, 1)]
     assert spec.stem.out == 32 and spec.head == 1408  # 35.2 rounds to 32, within the 10 % guard
     assert spec.name.endswith("phi1")
 

@@ -32,13 +32,15 @@ def compound(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
     return Multipliers(depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
 
 
-def scale_resolution(size: int, multiplier: float, divisor: int = 8) -> int:
-    """Resolution scaled and rounded to the divisor (nearest), as the paper's sizes are."""
+def scale_resolution(size: int, multiplier: float, divisor: int = 1) -> int:
+    """Resolution scaled and rounded to the nearest multiple of `divisor`. The released sizes
+    follow no divisor (260, 300, 380), so by default this is the nearest integer."""
     return max(divisor, int(round(size * multiplier / divisor)) * divisor)
 
 
 def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int | None = None,
-          dropout: float | None = None, name: str | None = None) -> NetSpec:
+          dropout: float | None = None, name: str | None = None,
+          depth_rounding: str = "ceil") -> NetSpec:
     """Scale every stage's width and depth with the spec's rounding rules; stem and head too,
     unless the family fixes them (Lite). `resolution` replaces both train and eval sizes, keeping
     their ratio (V2 trains below its eval size)."""
@@ -50,7 +52,7 @@ def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int
         stages.append(replace(
             st,
             out=round_channels(st.out, width, r),
-            repeats=st.repeats if keep_depth else round_repeats(st.repeats, depth),
+            repeats=st.repeats if keep_depth else round_repeats(st.repeats, depth, depth_rounding),
         ))
     stem_out = spec.stem.out if r.fixed_stem_head else round_channels(spec.stem.out, width, r)
     head = spec.head if (r.fixed_stem_head or not spec.head) else round_channels(spec.head, width, r)
@@ -70,9 +72,18 @@ def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int
 
 
 def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
-                   beta: float = PAPER_BETA, gamma: float = PAPER_GAMMA) -> tuple[NetSpec, Multipliers]:
-    """Apply the compound rule for any real phi; returns the spec and the multipliers used."""
+                   beta: float = PAPER_BETA, gamma: float = PAPER_GAMMA,
+                   depth_rounding: str = "round") -> tuple[NetSpec, Multipliers]:
+    """Apply the compound rule for any real phi; returns the spec and the multipliers used.
+
+    Depth rounds to the nearest integer here, not up as the released variants do: a ceiling turns
+    every 1-layer stage into 2 layers at any phi > 0 (B0 at phi=1: 23 blocks instead of 19.2), which
+    overshoots the 2^phi FLOPs target the rule is built for (+11 % at phi=1 against +3 %).
+    `depth_rounding="ceil"` reproduces the TPU rounding.
+    """
     m = compound(phi, alpha, beta, gamma)
     res = scale_resolution(spec.preprocess.eval_size, m.resolution)
     name = f"{spec.name}-phi{phi:g}"
-    return scale(spec, width=m.width, depth=m.depth, resolution=res, name=name), m
+    scaled = scale(spec, width=m.width, depth=m.depth, resolution=res, name=name,
+                   depth_rounding=depth_rounding)
+    return scaled, m

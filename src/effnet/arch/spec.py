@@ -147,9 +147,17 @@ def round_channels(channels: float, multiplier: float, rounding: Rounding) -> in
     return int(new)
 
 
-def round_repeats(repeats: int, multiplier: float) -> int:
-    """Depth scaling is a ceiling, per stage (SPEC A.4)."""
-    return int(math.ceil(multiplier * repeats))
+DEPTH_ROUNDINGS = ("ceil", "round")
+
+
+def round_repeats(repeats: int, multiplier: float, mode: str = "ceil") -> int:
+    """Depth scaling per stage. The released variants use the ceiling (SPEC A.4); "round" (nearest,
+    at least 1) keeps a compound-scaled network's total depth closest to d * L, see scale_compound."""
+    if mode == "ceil":
+        return int(math.ceil(multiplier * repeats))
+    if mode == "round":
+        return max(1, int(math.floor(multiplier * repeats + 0.5)))
+    raise ValueError(f"depth rounding must be one of {DEPTH_ROUNDINGS}, got {mode!r}")
 
 
 def spec_to_dict(spec: NetSpec) -> dict:

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=None, help="resolution base (default 1.15)")
     p.add_argument("--coeffs", type=Path, default=None,
                    help="JSON with alpha, beta, gamma (e.g. a search's best.json)")
+    p.add_argument("--depth-rounding", choices=("round", "ceil"), default="round",
+                   help="per-stage repeats: nearest (default) or ceiling as the released B1-B7")
     p.set_defaults(run=cmd_scale)
 
     p = sub.add_parser("profile", help="params, GMACs, peak activation memory, step times")
@@ -51,7 +53,7 @@ def _positive(name: str, value: int) -> int:
 
 def cmd_models(args) -> int:
     from ..models import get_spec, list_models
-    from ..tools.profile import count_macs_spec, count_params_spec
+    from ..tools.profile import count_macs, count_params
 
     names = list_models(args.pattern)
     if not names:
@@ -60,8 +62,8 @@ def cmd_models(args) -> int:
     for n in names:
         spec = get_spec(n)
         pre = spec.preprocess
-        rows.append((n, f"{count_params_spec(spec) / 1e6:.2f}",
-                     f"{count_macs_spec(spec, pre.eval_size) / 1e9:.3f}",
+        rows.append((n, f"{count_params(spec) / 1e6:.2f}",
+                     f"{count_macs(spec, pre.eval_size) / 1e9:.3f}",
                      str(pre.train_size), str(pre.eval_size), f"{pre.crop_pct:.3f}", pre.interpolation))
     print(_table(rows))
     return 0
@@ -70,7 +72,7 @@ def cmd_models(args) -> int:
 def cmd_scale(args) -> int:
     from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, scale_compound
     from ..models import get_spec
-    from ..tools.profile import count_macs_spec, count_params_spec
+    from ..tools.profile import count_macs, count_params
 
     alpha, beta, gamma = PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
     if args.coeffs is not None:
@@ -86,19 +88,20 @@ def cmd_scale(args) -> int:
     gamma = args.gamma if args.gamma is not None else gamma
     base = get_spec(args.base)
     try:
-        scaled, m = scale_compound(base, args.phi, alpha, beta, gamma)
+        scaled, m = scale_compound(base, args.phi, alpha, beta, gamma, args.depth_rounding)
     except ValueError as e:
         raise UserError(str(e)) from None
     base_res, res = base.preprocess.eval_size, scaled.preprocess.eval_size
-    base_macs, macs = count_macs_spec(base, base_res), count_macs_spec(scaled, res)
+    base_macs, macs = count_macs(base, base_res), count_macs(scaled, res)
     print(f"{args.base} scaled with phi={args.phi:g}, alpha={alpha:g}, beta={beta:g}, gamma={gamma:g}")
     print(f"  depth x{m.depth:.3f}  width x{m.width:.3f}  resolution x{m.resolution:.3f} "
-          f"-> {res}px (base {base_res}px); alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f}")
+          f"-> {res}px (base {base_res}px); alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f}; "
+          f"depth rounding {args.depth_rounding}")
     print()
     print(scaled.table())
     print()
     ratio, target = macs / base_macs, 2 ** args.phi
-    print(f"params {count_params_spec(scaled):,} (base {count_params_spec(base):,})")
+    print(f"params {count_params(scaled):,} (base {count_params(base):,})")
     print(f"MACs   {macs / 1e9:.3f} G @ {res}px (base {base_macs / 1e9:.3f} G @ {base_res}px)")
     print(f"FLOPs ratio {ratio:.3f} vs 2^phi = {target:.3f} ({(ratio / target - 1) * 100:+.1f} %)")
     return 0
@@ -106,25 +109,16 @@ def cmd_scale(args) -> int:
 
 def cmd_profile(args) -> int:
     from ..models import create_model
-    from ..tools.profile import profile
+    from ..tools.profile import format_profile, profile
 
     model = create_model(args.model)
     size = args.size or model.spec.preprocess.eval_size
     _positive("--size", size)
     _positive("--batch", args.batch)
     r = profile(model, size, args.batch, device=args.device, channels_last=args.channels_last)
-    rows = [("metric", "value")] + [(k, _fmt(v)) for k, v in r.items()]
-    print(f"{args.model} @ {size}px, batch {args.batch}, {args.device}")
-    print(_table(rows))
+    print(f"{args.model}")
+    print(format_profile(r))
     return 0
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 def cmd_predict(args) -> int:

