@@ -1,0 +1,108 @@
+"""ImageFolder trees (`root/<class>/**/<image>`), checked at load time so that a bad file costs one
+warning line here rather than a crash inside a DataLoader worker hours later."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from .images import IMG_EXTENSIONS, READ_ERRORS, check_images, is_image_name, load_rgb
+
+
+class ImageFiles(Dataset):
+    """(path, label) pairs read as (RGB PIL image, int).
+
+    A file that passed the load-time check but fails to decode (truncated pixel data, deleted
+    since) is replaced by the next readable sample with a warning, so one bad file among a
+    million does not end a run; with strict=True it raises UserError instead."""
+
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str], strict: bool = False):
+        self.samples = samples
+        self.targets = [label for _, label in samples]
+        self.classes = classes
+        self.strict = strict
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        n = len(self.samples)
+        for k in range(min(n, 16)):
+            path, label = self.samples[(index + k) % n]
+            try:
+                return load_rgb(path), label
+            except READ_ERRORS as e:
+                if self.strict:
+                    raise UserError(f"cannot read image {path}: {e}") from None
+                warnings.warn(f"cannot read image {path} ({e}); using the next sample instead",
+                              stacklevel=2)
+        raise UserError(f"{k + 1} images in a row are unreadable, the last {path}")
+
+
+def list_classes(root: Path) -> list[str]:
+    """Sorted class folder names under root; UserError when root is not an ImageFolder tree."""
+    if not root.exists():
+        raise UserError(f"data directory not found: {root}")
+    if not root.is_dir():
+        raise UserError(f"not a directory: {root}")
+    with os.scandir(root) as it:
+        entries = list(it)
+    classes = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        loose = any(e.is_file() and is_image_name(e.name) for e in entries)
+        hint = ("images but no class folders: put each class's images in its own sub-folder"
+                if loose else "no class folders (expected ROOT/<class>/<image files>)")
+        raise UserError(f"{root} has {hint}")
+    return classes
+
+
+def _files_of(class_dir: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_name(f))
+    return found
+
+
+def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = False) -> ImageFiles:
+    """An ImageFiles over root; `classes` (the train split's) fixes the label numbering of a val
+    folder, which may lack a class but not add one."""
+    root = Path(root).expanduser()
+    own = list_classes(root)
+    if classes is None:
+        classes = own
+    else:
+        extra = sorted(set(own) - set(classes))
+        if extra:
+            raise UserError(f"{root} has class folder(s) that training data lacks: "
+                            f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    index = {c: i for i, c in enumerate(classes)}
+    per_class = {c: _files_of(root / c) for c in own}
+    if not any(per_class.values()):
+        raise UserError(f"no images found under {root} (looked for {', '.join(IMG_EXTENSIONS)})")
+    for c, files in per_class.items():
+        if not files:
+            raise UserError(f"class folder {root / c} has no images")
+
+    samples = [(f, index[c]) for c in own for f in per_class[c]]
+    reasons = check_images([Path(f) for f, _ in samples])
+    bad = [(f, r) for (f, _), r in zip(samples, reasons, strict=True) if r is not None]
+    if bad:
+        first, why = bad[0]
+        if strict:
+            raise UserError(f"unreadable image {first} ({why})"
+                            + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(samples)} under {root} "
+                      f"(first: {first}: {why})", stacklevel=3)
+        bad_set = {f for f, _ in bad}
+        samples = [s for s in samples if s[0] not in bad_set]
+        left = Counter(label for _, label in samples)
+        for c in own:
+            if not left[index[c]]:
+                raise UserError(f"every image in class folder {root / c} is unreadable")
+    return ImageFiles(samples, list(classes), strict=strict)
