@@ -49,16 +49,14 @@ def load_for_inference(model_name: str | None, weights: Path | None,
 
 
 def open_image(path: Path):
-    """An RGB PIL image, or one clear error line for a missing or unreadable file."""
-    from PIL import Image, UnidentifiedImageError
+    """An RGB PIL image (any mode, 16-bit, alpha, EXIF-rotated), or one clear error line."""
+    from .data.images import READ_ERRORS, load_rgb
 
     if not path.is_file():
         raise UserError(f"no such image: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return load_rgb(path)
+    except READ_ERRORS as e:
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
