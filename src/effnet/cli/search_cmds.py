@@ -1,0 +1,149 @@
+"""`effnet search compound` (the alpha/beta/gamma grid search) and `effnet experiment scaling`
+(single-dimension vs compound scaling at matched FLOPs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def _proxy_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("base and proxy training")
+    g.add_argument("--base", required=True, help="zoo model to scale, e.g. efficientnet_b0")
+    g.add_argument("--base-phi", type=float, default=None,
+                   help="shrink the base first by the paper's rule (e.g. -4 for a CPU-sized B0)")
+    g.add_argument("--base-size", type=int, default=None,
+                   help="base resolution in px (default: the recipe's image size, else the model's)")
+    g.add_argument("--data", default=None, help="as for train (default: built-in digits)")
+    g.add_argument("--recipe", default="quick", help="preset for the proxy training (default quick)")
+    g.add_argument("--budget-epochs", type=int, default=3, help="epochs per candidate (default 3)")
+    g.add_argument("--train-subset", type=int, default=None, help="train on N images")
+    g.add_argument("--val-subset", type=int, default=None)
+    g.add_argument("-b", "--batch-size", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None)
+    g.add_argument("-j", "--workers", type=int, default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="searches: compound-scaling coefficients")
+    ssub = p.add_subparsers(dest="search_kind", required=True, parser_class=type(p))
+    c = ssub.add_parser(
+        "compound", help="grid search for alpha, beta, gamma (V1 section 3, step 1)",
+        description="Enumerate alpha, beta, gamma >= 1 on a grid (alpha <= 2(1+2t), beta, gamma "
+        "<= sqrt(2(1+2t)), t = tolerance), keep points with alpha*beta^2*gamma^2 within 2t of 2, "
+        "then those whose MEASURED MACs at phi are within t of 2^phi x the base; train each with "
+        "a short proxy recipe in an Optuna study (GridSampler) and rank by val top-1. Re-run the "
+        "same command to continue an interrupted search; point several workers at one "
+        "--storage to share it.")
+    _proxy_flags(c)
+    g = c.add_argument_group("search")
+    g.add_argument("--phi", type=float, default=1.0, help="resources 2^phi (default 1)")
+    g.add_argument("--grid-step", type=float, default=0.05)
+    g.add_argument("--tolerance", type=float, default=0.1,
+                   help="allowed relative distance of measured MACs from 2^phi (default 0.1)")
+    g.add_argument("--trials", type=int, default=None,
+                   help="trials this worker runs (default: until every candidate is done)")
+    g.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
+                   "postgresql://... for workers on several machines")
+    g.add_argument("--study", default=None, help="study name (default compound-BASE-phiN)")
+    g.add_argument("--output", default=None, help="directory (default runs/search-BASE)")
+    g.add_argument("--heartbeat", type=int, default=60,
+                   help="seconds between worker heartbeats; a trial silent for twice this is "
+                   "retried once (default 60)")
+    c.set_defaults(run=cmd_search_compound)
+
+    p = sub.add_parser("experiment", help="experiments: scaling one dimension vs compound")
+    esub = p.add_subparsers(dest="experiment_kind", required=True, parser_class=type(p))
+    e = esub.add_parser(
+        "scaling", help="depth / width / resolution / compound scaling at matched FLOPs",
+        description="Scale the base by depth only, width only, resolution only and by the "
+        "compound rule, each solved (bisection on measured MACs) to the target FLOPs ratio, train "
+        "each with the same proxy recipe, and write a table and an accuracy-vs-FLOPs plot "
+        "(V1 Table 3 / Table 7 / Fig. 8).")
+    _proxy_flags(e)
+    e.add_argument("--target-flops-ratio", required=True,
+                   help="FLOPs multiple(s) of the base, e.g. 2 or 2,4")
+    e.add_argument("--coeffs", type=Path, default=None,
+                   help="JSON with alpha, beta, gamma for the compound rule (a search's "
+                   "best.json); default 1.2, 1.1, 1.15")
+    e.add_argument("--output", default=None, help="directory (default runs/scaling-BASE)")
+    e.set_defaults(run=cmd_experiment_scaling)
+
+
+def _proxy(args):
+    from ..search.proxy import Proxy
+
+    return Proxy(recipe=args.recipe, epochs=args.budget_epochs, data=args.data,
+                 train_subset=args.train_subset, val_subset=args.val_subset,
+                 batch_size=args.batch_size, seed=args.seed, device=args.device,
+                 workers=args.workers)
+
+
+def cmd_search_compound(args) -> int:
+    from ..search.compound import SearchConfig, run_search
+    from ..search.grid import grid_axes
+    from ..search.report import ranked_table
+    from ..train.recipe import get_recipe
+
+    grid_axes(args.grid_step, args.tolerance, args.phi)  # bad numbers fail before any work
+    get_recipe(args.recipe)
+    cfg = SearchConfig(base=args.base, phi=args.phi, grid_step=args.grid_step,
+                       tolerance=args.tolerance, base_phi=args.base_phi, base_size=args.base_size,
+                       proxy=_proxy(args), trials=args.trials, storage=args.storage,
+                       study=args.study, output=args.output, heartbeat=args.heartbeat,
+                       progress=args.progress)
+    res = run_search(cfg)
+    n_in = sum(abs(c.off_target) <= cfg.tolerance for c in res.measured)
+    print(f"{res.base.name} @ {res.base.preprocess.eval_size}px ({res.base_macs / 1e6:.2f} MMACs), "
+          f"phi={cfg.phi:g}: {len(res.measured)} grid points near alpha*beta^2*gamma^2 = 2, "
+          f"{n_in} within {cfg.tolerance:.0%} of {2 ** cfg.phi:g}x measured MACs, "
+          f"{len(res.trained)} distinct networks")
+    print()
+    print(ranked_table(res.trained))
+    print()
+    if res.best is not None:
+        b = res.best
+        print(f"best: alpha={b.point.alpha:g} beta={b.point.beta:g} gamma={b.point.gamma:g}  "
+              f"top-1 {b.result['top1']:.2f} %  {b.macs / 1e6:.2f} MMACs ({b.ratio:.3f}x base)"
+              + ("" if res.complete else "  (search not finished: re-run to continue)"))
+    elif not res.complete:
+        print("no candidate finished yet; re-run the same command to continue")
+    for what, path in res.files.items():
+        print(f"{what}: {path}")
+    return 0
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--target-flops-ratio expects numbers like 2 or 2,4 (got {text!r})") from None
+    if not vals or min(vals) <= 1:
+        raise UserError(f"--target-flops-ratio must be > 1 (got {text!r})")
+    return sorted(set(vals))
+
+
+def cmd_experiment_scaling(args) -> int:
+    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+    from ..search.compound import prepare_base
+    from ..search.experiment import print_table, read_coeffs, run_experiment
+    from ..train.recipe import get_recipe
+
+    ratios = _ratios(args.target_flops_ratio)
+    coeffs = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
+    get_recipe(args.recipe)
+    proxy = _proxy(args)
+    base = prepare_base(args.base, args.base_phi, args.base_size, proxy)
+    out = Path(args.output or Path("runs") / f"scaling-{args.base}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output {out} is a file, not a directory")
+    points, files = run_experiment(base, ratios, proxy, out, coeffs, progress=args.progress)
+    print(print_table(points))
+    for what, path in files.items():
+        print(f"{what}: {path}")
+    return 0
