@@ -1,0 +1,241 @@
+"""Commands about training: `train` and `eval`. Flags follow timm's train.py where it has one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+# flag dest -> recipe key, for the flags that change the recipe
+RECIPE_FLAGS = {
+    "model": "model", "phi": "phi", "width": "width", "depth": "depth",
+    "batch_size": "batch_size", "lr_base": "lr", "lr_base_size": "lr_base_size",
+    "epochs": "epochs", "steps": "steps",
+    "warmup_epochs": "warmup_epochs", "sched": "sched", "opt": "opt", "opt_eps": "opt_eps",
+    "momentum": "momentum", "weight_decay": "weight_decay", "clip_grad": "clip_grad",
+    "grad_accum_steps": "grad_accum", "drop": "dropout", "drop_path": "drop_path",
+    "model_ema_decay": "ema_decay", "smoothing": "label_smoothing", "mixup": "mixup",
+    "cutmix": "cutmix", "randaug": "randaug_magnitude", "img_size": "img_size",
+    "eval_size": "eval_size", "seed": "seed", "bn_momentum": "bn_momentum", "bn_eps": "bn_eps",
+}
+# runtime flags a resumed run may change (the rest must match the interrupted run)
+RESUME_RUNTIME = ("device", "amp", "workers", "threads", "compile", "channels_last", "ckpt_every_steps",
+                  "progress", "tensorboard", "deterministic", "save_samples")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (default: the quick recipe on built-in digits)",
+                       description="Train an EfficientNet. The recipe is built from a preset "
+                       "(--recipe), then --config FILE.yaml, then these flags; it is printed at "
+                       "the start and saved in the run directory.")
+    g = p.add_argument_group("recipe and model")
+    g.add_argument("--recipe", default=None, help="preset: paper-v1, paper-v2, finetune, quick "
+                   "(default quick)")
+    g.add_argument("--config", type=Path, default=None,
+                   help="YAML/JSON of recipe keys (a run's config.yaml works too)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any recipe key (repeatable), e.g. --set decay_rate=0.96")
+    g.add_argument("--model", default=None, help="zoo model name (default from the recipe)")
+    g.add_argument("--phi", type=float, default=None, help="compound-scale the model by phi")
+    g.add_argument("--width", type=float, default=None, help="width multiplier (with --depth)")
+    g.add_argument("--depth", type=float, default=None, help="depth multiplier (with --width)")
+    g.add_argument("--weights", default=None, help="initial weights (fine-tuning)")
+    g.add_argument("--adapt", action="store_true", default=None,
+                   help="new classifier / first conv when --weights do not fit")
+    g.add_argument("--num-classes", type=int, default=None, help="default: the data's classes")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None,
+                   help="DIR (ImageFolder), digits (default), or cifar10:ROOT etc.")
+    g.add_argument("--val-split", type=float, default=None)
+    g.add_argument("--download", action="store_true", default=None)
+    g.add_argument("--strict", action="store_true", default=None,
+                   help="an unreadable image is an error instead of a skipped file")
+    g.add_argument("--img-size", type=int, default=None)
+    g.add_argument("--eval-size", type=int, default=None)
+    g.add_argument("--train-subset", type=int, default=None, help="train on N seeded-random images")
+    g.add_argument("--val-subset", type=int, default=None)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("-b", "--batch-size", type=int, default=None, help="per process")
+    g.add_argument("--lr", type=float, default=None, help="absolute learning rate")
+    g.add_argument("--lr-base", type=float, default=None, help="lr per --lr-base-size images")
+    g.add_argument("--lr-base-size", type=int, default=None)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--steps", type=int, default=None, help="fixed optimiser steps instead of epochs")
+    g.add_argument("--warmup-epochs", type=float, default=None)
+    g.add_argument("--sched", default=None, help="step, cosine, constant")
+    g.add_argument("--opt", default=None, help="rmsproptf, rmsprop, adamw, sgd")
+    g.add_argument("--opt-eps", type=float, default=None)
+    g.add_argument("--momentum", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--clip-grad", type=float, default=None)
+    g.add_argument("--grad-accum-steps", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group("regularisation")
+    g.add_argument("--drop", type=float, default=None, help="dropout before the classifier")
+    g.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    g.add_argument("--model-ema-decay", type=float, default=None, help="0 turns EMA off")
+    g.add_argument("--smoothing", type=float, default=None, help="label smoothing")
+    g.add_argument("--mixup", type=float, default=None)
+    g.add_argument("--cutmix", type=float, default=None)
+    g.add_argument("--randaug", type=float, default=None, help="RandAugment magnitude")
+    g.add_argument("--bn-momentum", type=float, default=None)
+    g.add_argument("--bn-eps", type=float, default=None)
+    g = p.add_argument_group("run")
+    g.add_argument("--output", default=None, help="run directory (default runs/<time>-<model>)")
+    g.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"))
+    g.add_argument("--channels-last", action="store_true", default=None)
+    g.add_argument("--compile", action="store_true", default=None)
+    g.add_argument("-j", "--workers", type=int, default=None)
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: the cores the load average leaves free)")
+    g.add_argument("--ckpt-every-steps", type=int, default=None)
+    g.add_argument("--deterministic", action="store_true", default=None)
+    g.add_argument("--save-samples", type=int, default=None,
+                   help="write N val images as PNG into RUN/samples")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5 of weights on a dataset's val split")
+    p.add_argument("--model", default=None,
+                   help="model name; optional when spec.json (from `effnet train`) sits beside --weights")
+    p.add_argument("--weights", type=Path, required=True, help="weights file or a run directory")
+    p.add_argument("--data", default=None, help="as for train (default: built-in digits)")
+    p.add_argument("--val-split", type=float, default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("-b", "--batch-size", type=int, default=128)
+    p.add_argument("--device", default=None)
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.add_argument("-j", "--workers", type=int, default=0)
+    p.set_defaults(run=cmd_eval)
+
+
+def _given(args, names) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _recipe_changes(args) -> dict:
+    changes = {RECIPE_FLAGS[k]: v for k, v in _given(args, RECIPE_FLAGS).items()}
+    if args.lr is not None:  # an absolute LR: no linear scaling with the batch
+        changes.update(lr=args.lr, lr_base_size=0)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip().replace("-", "_")] = value.strip()
+    return changes
+
+
+def _runtime_names() -> tuple[str, ...]:
+    from ..train.trainer import RunOptions
+
+    return tuple(f.name for f in RunOptions.__dataclass_fields__.values())
+
+
+def build_run(args):
+    """(Recipe, RunOptions) from the command line, or from the run being resumed."""
+    from ..train.recipe import DEFAULT_RECIPE, for_model, get_recipe, override, read_config
+    from ..train.trainer import CONFIG_FILE, RunOptions
+
+    runtime = _given(args, _runtime_names())
+    changes = _recipe_changes(args)
+    if args.resume:
+        run = Path(args.resume)
+        cfg_file = run / CONFIG_FILE
+        if not run.is_dir() or not cfg_file.is_file():
+            raise UserError(f"cannot resume: {run} is not an effnet run directory (no {CONFIG_FILE})")
+        import yaml
+
+        try:
+            saved = yaml.safe_load(cfg_file.read_text())
+            recipe_d, saved_rt = dict(saved["recipe"]), dict(saved["runtime"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+            raise UserError(f"cannot resume: {cfg_file} is damaged") from None
+        bad = sorted(set(changes) - {"epochs", "steps"})
+        bad += sorted(k for k in runtime if k not in RESUME_RUNTIME and k != "resume")
+        if args.recipe or args.config:
+            bad.append("recipe" if args.recipe else "config")
+        if bad:
+            raise UserError(f"--resume continues the saved recipe; these cannot change: "
+                            f"{', '.join(bad)}")
+        from ..train.recipe import recipe_from_dict
+
+        recipe = override(recipe_from_dict(recipe_d, str(cfg_file)), changes, "command line")
+        known = set(_runtime_names())
+        opts = RunOptions(**{**{k: v for k, v in saved_rt.items() if k in known}, **runtime,
+                             "resume": str(run)})
+        return recipe, opts
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
+    if "model" in changes:
+        recipe = override(recipe, {"model": changes["model"]}, "command line")
+        if recipe.phi is not None and not {"phi", "width", "depth"} & set(changes):
+            # a preset's default scaling belongs to its default model
+            recipe = override(recipe, {"phi": None}, "command line")
+    recipe = for_model(recipe)
+    if args.config is not None:
+        recipe = override(recipe, read_config(args.config), str(args.config))
+    recipe = override(recipe, changes, "command line")
+    return recipe, RunOptions(**runtime)
+
+
+def cmd_train(args) -> int:
+    from ..train.trainer import train
+
+    recipe, opts = build_run(args)
+    train(recipe, opts)
+    return 0
+
+
+def _ema_sibling(weights: Path) -> Path | None:
+    sib = weights.with_name(f"{weights.stem}_ema{weights.suffix}")
+    return sib if sib.is_file() and not weights.stem.endswith("_ema") else None
+
+
+def cmd_eval(args) -> int:
+    from ..data import Transformed, eval_transform, load_data
+    from ..inference import RUN_SPEC_FILE, load_for_inference
+    from ..train.distributed import World, pick_device
+    from ..train.evaluate import eval_loader, evaluate
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1 (got {args.batch_size})")
+    weights = args.weights
+    if weights.is_dir():
+        weights = weights / "best.safetensors"
+    if not weights.is_file():
+        raise UserError(f"no such weights file: {weights}")
+    model_name = None if (weights.parent / RUN_SPEC_FILE).is_file() else args.model
+    splits = load_data(args.data, val_split=args.val_split, download=args.download,
+                       strict=args.strict)
+    ema = _ema_sibling(weights)
+    files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
+    world = World(device=pick_device(args.device))
+    rows = []
+    for label, path in files:
+        model, classes = load_for_inference(model_name, path, args.num_classes or (
+            len(splits.classes) if model_name else None))
+        if model.num_classes < len(splits.classes):
+            raise UserError(f"{path} has {model.num_classes} classes but {splits.name} has "
+                            f"{len(splits.classes)}")
+        if classes is not None and list(classes) != list(splits.classes):
+            raise UserError(f"{path} was trained on classes {classes[:5]}... but {splits.name} has "
+                            f"{splits.classes[:5]}...")
+        pre = model.spec.preprocess
+        data = Transformed(splits.val, eval_transform(pre, args.img_size or pre.eval_size))
+        loader = eval_loader(data, args.batch_size, args.workers, world)
+        r = evaluate(model.to(world.device), loader, world, args.amp)
+        rows.append((label, str(path), f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['loss']:.4f}",
+                     str(r["images"])))
+    header = ("weights", "file", "top-1 %", "top-5 %", "loss", "images")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"{splits.name} val split")
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    return 0

@@ -1,0 +1,12 @@
+"""Training: recipes as data, TF-faithful optimiser/schedule/EMA, the loop, checkpoints."""
+
+from .ema import ModelEma
+from .optim import LRSchedule, RMSpropTF, build_optimizer, build_schedule, param_groups
+from .recipe import PRESETS, Recipe, get_recipe, override
+from .trainer import RunOptions, Trainer, TrainingDiverged, build_model, make_spec, train
+
+__all__ = [
+    "PRESETS", "LRSchedule", "ModelEma", "RMSpropTF", "Recipe", "RunOptions", "Trainer",
+    "TrainingDiverged", "build_model", "build_optimizer", "build_schedule", "get_recipe",
+    "make_spec", "override", "param_groups", "train",
+]

@@ -1,0 +1,55 @@
+"""Top-1 / top-5 / loss of a model over a dataset, sharded over ranks without padding so every
+image counts exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .distributed import World, all_sum
+from .metrics import topk_correct
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str):
+    dtype = AMP_DTYPES[amp]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def eval_loader(dataset: Dataset, batch_size: int, workers: int, world: World) -> DataLoader:
+    shard = Subset(dataset, range(world.rank, len(dataset), world.size)) if world.enabled else dataset
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=world.device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, world: World, amp: str = "none",
+             channels_last: bool = False) -> dict[str, float]:
+    """{"loss", "top1", "top5" (percent), "images"} over all ranks' shards."""
+    was_training = model.training
+    model.eval()
+    dev = world.device
+    totals = torch.zeros(4, dtype=torch.float64, device=dev)  # loss sum, top1, top5, count
+    for images, labels in loader:
+        images = images.to(dev, non_blocking=True)
+        labels = labels.to(dev, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, amp):
+            logits = model(images)
+        logits = logits.float()
+        t1, t5 = topk_correct(logits, labels, (1, 5))
+        totals += torch.tensor([F.cross_entropy(logits, labels, reduction="sum").item(), t1, t5,
+                                labels.numel()], dtype=torch.float64, device=dev)
+    all_sum(totals, world)
+    model.train(was_training)
+    n = max(1.0, float(totals[3]))
+    return {"loss": float(totals[0]) / n, "top1": 100.0 * float(totals[1]) / n,
+            "top5": 100.0 * float(totals[2]) / n, "images": int(totals[3])}

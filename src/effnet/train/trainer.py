@@ -1,0 +1,621 @@
+"""The training loop: AMP, channels_last, torch.compile, gradient accumulation, DDP, EMA,
+checkpoint/resume that replays a run bit for bit, metrics, plots.
+
+Progressive learning (V2) changes the image size, RandAugment magnitude, mixup/cutmix and dropout
+between stages; the loop keeps those behind two seams so a stage change is two calls:
+`set_data_stage(size, randaug_magnitude, mixup, cutmix)` rebuilds the train transform and batch
+mixer, `set_regularization(dropout, drop_path)` sets the model's rates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..arch.scaling import scale, scale_compound
+from ..arch.spec import NetSpec, spec_to_dict
+from ..errors import UserError
+from ..models import build, resolve
+from . import checkpoint as ckpt
+from .distributed import (
+    World,
+    all_sum,
+    any_true,
+    barrier,
+    broadcast_object,
+    close_world,
+    gather_objects,
+    init_world,
+)
+from .ema import ModelEma
+from .evaluate import AMP_DTYPES, autocast, eval_loader, evaluate
+from .metrics import MetricsLog, summary_table
+from .optim import LRSchedule, build_optimizer, build_schedule, set_lr
+from .recipe import Recipe
+from .sampling import EpochSampler, SeededSamples, loader_generator, sample_seed
+
+CONFIG_FILE = "config.yaml"
+SPEC_FILE = "spec.json"  # read back by effnet.inference (predict) and `effnet eval`
+SUMMARY_FILE = "summary.json"
+STATE_VERSION = 1
+RESUMABLE_KEYS = ("epochs", "steps")  # a resumed run may be lengthened, nothing else
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last checkpoint is the last good state."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a recipe runs (none of this changes the maths of a CPU run)."""
+
+    data: str | None = None  # None: built-in digits
+    val_split: float | None = None
+    download: bool = False
+    strict: bool = False
+    output: str | None = None  # run directory; default runs/<timestamp>-<model>
+    resume: str | None = None
+    weights: str | None = None  # initial weights (fine-tuning)
+    adapt: bool = False
+    num_classes: int | None = None
+    device: str | None = None  # auto: cuda:<local rank> when available
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    workers: int | None = None  # None: 0 on CPU (in-process is fastest for small images), else 8
+    threads: int | None = None  # CPU intra-op threads; None: see cpu_threads()
+    ckpt_every_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
+    deterministic: bool = False
+    train_subset: int | None = None  # first N of a seeded shuffle of train (quick experiments)
+    val_subset: int | None = None
+    save_samples: int = 0  # write N val images as PNG into RUN/samples (for a predict demo)
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP_DTYPES:
+            raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)} (got {self.amp!r})")
+        for name in ("ckpt_every_steps", "save_samples"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name.replace('_', '-')} must be >= 0")
+        for name in ("workers", "threads", "train_subset", "val_subset", "num_classes"):
+            v = getattr(self, name)
+            if v is not None and v < (0 if name == "workers" else 1):
+                raise UserError(f"--{name.replace('_', '-')} must be >= {0 if name == 'workers' else 1}"
+                                f" (got {v})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- model of a recipe -------------------------------------------------------------------------
+def make_spec(recipe: Recipe) -> tuple[NetSpec, bool]:
+    """The network a recipe names: a zoo model, compound-scaled by `phi` or scaled by width/depth
+    multipliers, with the recipe's image sizes and regularisation written into the spec so that
+    the saved spec rebuilds the same network and preprocessing."""
+    spec, tf = resolve(recipe.model)
+    if recipe.phi is not None and (recipe.width is not None or recipe.depth is not None):
+        raise UserError("give either --phi or --width/--depth, not both")
+    try:
+        if recipe.phi is not None:
+            spec, _ = scale_compound(spec, recipe.phi)
+        elif recipe.width is not None or recipe.depth is not None:
+            w, d = recipe.width or 1.0, recipe.depth or 1.0
+            if w <= 0 or d <= 0:
+                raise ValueError(f"width and depth multipliers must be > 0 (got {w}, {d})")
+            spec = scale(spec, width=w, depth=d, name=f"{spec.name}-w{w:g}-d{d:g}")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    pre = spec.preprocess
+    train_size = recipe.img_size or pre.train_size
+    eval_size = recipe.eval_size or (recipe.img_size or pre.eval_size)
+    spec = spec.with_(preprocess=dataclasses.replace(pre, train_size=train_size, eval_size=eval_size),
+                      dropout=spec.dropout if recipe.dropout is None else recipe.dropout,
+                      drop_path=spec.drop_path if recipe.drop_path is None else recipe.drop_path)
+    return spec, tf
+
+
+def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
+                adapt: bool = False) -> tuple[nn.Module, NetSpec, bool]:
+    spec, tf = make_spec(recipe)
+    overrides = {}
+    if recipe.bn_eps is not None:
+        overrides["bn_eps"] = recipe.bn_eps
+    if recipe.bn_momentum is not None:
+        overrides["bn_momentum"] = recipe.bn_momentum
+    model = build(spec, num_classes=num_classes, tf=tf, **overrides)
+    if weights is not None:
+        from ..weights import load_weights
+
+        load_weights(model, weights, adapt=adapt)
+    return model, spec, tf
+
+
+def _subset(dataset, n: int | None, seed: int):
+    if n is None or n >= len(dataset):
+        return dataset
+    from ..data import Split
+
+    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    return Split(dataset, sorted(order.tolist()))
+
+
+def _state_hash(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                 if v.numel() else b"")
+    return h.hexdigest()
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    """Intra-op threads for CPU training. OpenMP threads spin at every barrier and need all their
+    cores at once: on a machine whose cores are busy with other jobs, two threads on two cores ran
+    the quick recipe >10x slower than one (27 vs 320 img/s). Without an explicit --threads or
+    OMP_NUM_THREADS, use only the cores the load average leaves free (at least one)."""
+    if requested:
+        return requested
+    n = torch.get_num_threads()
+    if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "getloadavg"):
+        return n
+    free = (os.cpu_count() or n) - os.getloadavg()[0]
+    return max(1, min(n, int(free + 0.5)))
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, opts: RunOptions):
+        self.recipe, self.opts = recipe, opts
+
+    # --- setup ----------------------------------------------------------------------------
+    def _setup(self) -> None:
+        r, o = self.recipe, self.opts
+        self.world = w = init_world(o.device)
+        self.resume_state = None
+        if o.resume:  # everything is checked before anything is written
+            self.run_dir = Path(o.resume)
+            self.resume_ckpt = ckpt.latest_checkpoint(self.run_dir)
+            self.resume_state = ckpt.load_state(self.resume_ckpt)
+            saved = self.resume_state["recipe"]
+            changed = sorted(k for k, v in r.to_dict().items()
+                             if k not in RESUMABLE_KEYS and saved.get(k) != v)
+            if changed:
+                raise UserError(f"cannot resume {self.run_dir} with a different recipe "
+                                f"(changed: {', '.join(changed)})")
+        if o.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        elif w.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if w.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(o.threads))
+        if o.amp == "bf16" and w.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError("--amp bf16: this GPU does not support bfloat16; use --amp fp16")
+
+        from ..data import Transformed, batch_mixer, eval_transform, load_data
+
+        splits = load_data(o.data, val_split=o.val_split, download=o.download, strict=o.strict,
+                           seed=r.seed)
+        self.classes = list(splits.classes)
+        train_set = _subset(splits.train, o.train_subset, r.seed)
+        val_set = _subset(splits.val, o.val_subset, r.seed + 1)
+        if len(train_set) == 0 or len(val_set) == 0:
+            raise UserError(f"{splits.name}: the {'train' if not len(train_set) else 'val'} split "
+                            f"is empty")
+        n_classes = o.num_classes or len(self.classes)
+        if n_classes < len(self.classes):
+            raise UserError(f"--num-classes {n_classes} is fewer than the {len(self.classes)} "
+                            f"classes in {splits.name}")
+        self.num_classes = n_classes
+        micro = len(train_set) // (r.batch_size * w.size)
+        self.steps_per_epoch = micro // r.grad_accum
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the training set has {len(train_set)} images, fewer than one global "
+                            f"batch of {r.batch_size * w.size * r.grad_accum} (batch size x "
+                            f"processes x grad-accum); lower --batch-size")
+        self.total_steps = r.steps or r.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.global_batch = r.batch_size * w.size * r.grad_accum
+
+        _seed_all(r.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+        model, self.spec, self.tf = build_model(
+            r, n_classes, weights=None if o.resume else o.weights, adapt=o.adapt)
+        self.batch_mixer_fn = batch_mixer
+        self.workers = o.workers if o.workers is not None else (0 if w.device.type == "cpu" else 8)
+
+        # data: the train transform and mixer live behind set_data_stage (progressive learning)
+        self._Transformed = Transformed
+        self.train_data = Transformed(train_set, None)
+        self.train_seeded = SeededSamples(self.train_data, r.seed)
+        self.set_data_stage(self.spec.preprocess.train_size, r.randaug_magnitude, r.mixup, r.cutmix)
+        self.val_data = Transformed(val_set, eval_transform(self.spec.preprocess,
+                                                            self.spec.preprocess.eval_size))
+        self.val_raw = val_set
+        self.sampler = EpochSampler(self.train_seeded, w.rank, w.size, r.seed)
+        self.val_loader = eval_loader(self.val_data, max(r.batch_size, 64), self.workers, w)
+
+        # run directory: chosen on rank 0 (timestamp), refused when it already holds anything
+        if not o.resume:
+            name = o.output or str(Path("runs") / (dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                                                   + f"-{self.spec.name}"))
+            self.run_dir = Path(broadcast_object(name, w))
+            if self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
+                raise UserError(f"output directory {self.run_dir} already exists and is not empty; "
+                                f"use --resume {self.run_dir} to continue it, or another --output")
+
+        # model, EMA, optimiser
+        model.to(w.device)
+        if o.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.resume_state is not None:
+            ckpt.load_weights_into(model, self.resume_ckpt / ckpt.MODEL_FILE)
+        self.model = model
+        if w.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.ddp = DDP(model, device_ids=[w.device.index] if w.device.type == "cuda" else None)
+        else:
+            self.ddp = None
+        self.train_model = self.ddp or model
+        if o.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.ema = ModelEma(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
+        self.peak_lr = r.peak_lr(self.global_batch)
+        self.optimizer = build_optimizer(model, r, self.peak_lr)
+        self.schedule: LRSchedule = build_schedule(r, self.peak_lr, self.steps_per_epoch,
+                                                   self.total_steps)
+        self.scaler = torch.amp.GradScaler(w.device.type, enabled=o.amp == "fp16")
+
+        self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best = {"top1": -1.0, "epoch": -1, "weights": ""}
+        self.train_time = 0.0
+        self._partial_time = 0.0  # training time of the epoch in progress, for mid-epoch saves
+        self._carry = (0.0, 0)  # (loss sum, images) of a resumed epoch's finished part
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        else:
+            _seed_all(sample_seed(r.seed, 1 << 30, w.rank))  # per-rank dropout/mixup streams
+
+    def set_data_stage(self, size: int, randaug_magnitude: float | None, mixup: float,
+                       cutmix: float) -> None:
+        """(Re)build the train transform and batch mixer: the one place a progressive-learning
+        stage changes the data pipeline."""
+        from ..data import train_transform
+
+        r = self.recipe
+        self.train_data.transform = train_transform(
+            self.spec.preprocess, size, randaug_magnitude=randaug_magnitude,
+            randaug_ops=r.randaug_ops, hflip=r.hflip, scale=r.scale, cutout=r.cutout)
+        self.mixer = self.batch_mixer_fn(self.num_classes, mixup, cutmix, r.label_smoothing)
+
+    def set_regularization(self, dropout: float | None = None, drop_path: float | None = None) -> None:
+        for m in (self.model, self.ema.module if self.ema is not None else None):
+            if m is None:
+                continue
+            if dropout is not None:
+                m.set_dropout(dropout)
+            if drop_path is not None:
+                m.set_drop_path(drop_path)
+
+    # --- state ----------------------------------------------------------------------------
+    def _restore(self, st: dict) -> None:
+        w = self.world
+        if self.ema is not None:
+            ema_file = self.resume_ckpt / ckpt.EMA_FILE
+            if not ema_file.is_file():
+                raise UserError(f"cannot resume: {ema_file} is missing")
+            ckpt.load_weights_into(self.ema.module, ema_file)
+            self.ema.set_num_updates(int(st["ema_updates"]))
+        self.optimizer.load_state_dict(st["optimizer"])
+        if st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        self.epoch, self.batch_in_epoch = int(st["epoch"]), int(st["batch_in_epoch"])
+        self.global_step = int(st["global_step"])
+        self.history = list(st["metrics"])
+        self.best = dict(st["best"])
+        self.train_time = float(st.get("train_time_s", 0.0))
+        if w.main:  # the other ranks add theirs from zero: the epoch-end sum is the same
+            self._carry = (float(st["epoch_sums"][0]), int(st["epoch_sums"][1]))
+        rngs = st["rng"]
+        if int(st["world_size"]) == w.size:
+            self._resume_rng = rngs[w.rank]
+        else:
+            print(f"effnet: warning: resuming a {st['world_size']}-process run on {w.size}; data "
+                  f"order and augmentation continue, random streams are reseeded", file=sys.stderr)
+            self._resume_rng = None
+            _seed_all(sample_seed(self.recipe.seed, self.global_step, w.rank))
+
+    def _state(self) -> dict:
+        rngs = gather_objects(ckpt.rng_state(), self.world)
+        if self.batch_in_epoch:  # mid-epoch: the epoch's sums so far, over all ranks
+            sums = all_sum(torch.tensor([float(self._loss_sum), float(self._images)],
+                                        dtype=torch.float64, device=self.world.device), self.world)
+            carry = [float(sums[0]), int(sums[1])]
+        else:
+            carry = [0.0, 0]
+        return {
+            "format": ckpt.STATE_FORMAT, "version": STATE_VERSION,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "global_step": self.global_step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "ema_updates": int(self.ema.n_averaged) if self.ema is not None else 0,
+            "rng": rngs, "world_size": self.world.size,
+            "recipe": self.recipe.to_dict(), "metrics": self.history, "best": self.best,
+            "train_time_s": self.train_time + self._partial_time, "epoch_sums": carry,
+        }
+
+    def _checkpoint(self, best: bool = False) -> None:
+        state = self._state()  # collective: every rank takes part
+        if self.world.main:
+            ckpt.save_checkpoint(self.run_dir, self.model,
+                                 self.ema.module if self.ema is not None else None, state, best=best)
+        barrier(self.world)
+
+    def _write_run_files(self) -> None:
+        import yaml
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config = {"recipe": self.recipe.to_dict(),
+                  "runtime": {k: v for k, v in self.opts.to_dict().items() if k != "resume"},
+                  "world_size": self.world.size, "global_batch": self.global_batch,
+                  "peak_lr": self.peak_lr, "steps_per_epoch": self.steps_per_epoch,
+                  "total_steps": self.total_steps, "torch": str(torch.__version__),
+                  "command": sys.argv}
+        ckpt.atomic_write_bytes(self.run_dir / CONFIG_FILE,
+                                yaml.safe_dump(config, sort_keys=False).encode())
+        run_spec = {"model": self.recipe.model, "spec": spec_to_dict(self.spec),
+                    "num_classes": self.num_classes, "in_chans": 3, "tf": self.tf,
+                    "classes": self.classes}
+        ckpt.atomic_write_bytes(self.run_dir / SPEC_FILE, json.dumps(run_spec, indent=1).encode())
+
+    # --- the loop -------------------------------------------------------------------------
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.dtype.is_floating_point:  # soft targets from mixup/cutmix, smoothing included
+            return torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+        return F.cross_entropy(logits, targets, label_smoothing=self.recipe.label_smoothing)
+
+    def _check_finite(self, bad: torch.Tensor) -> None:
+        if any_true(bool(bad.item()), self.world):
+            pointer = self.run_dir / ckpt.CKPT_DIR / ckpt.POINTER
+            where = (f"the last good checkpoint is kept in {self.run_dir}" if pointer.exists()
+                     else "no checkpoint was written yet")
+            raise TrainingDiverged(
+                f"the loss became NaN/inf at epoch {self.epoch + 1}, step {self.global_step} "
+                f"(lr {self.schedule(max(0, self.global_step - 1)):.3g}); training stopped and "
+                f"{where}; lower --lr or try --amp bf16 / --clip-grad")
+
+    @torch.no_grad()
+    def _params_finite(self) -> torch.Tensor:
+        """Weights and BN statistics all finite (a saved state must evaluate to numbers)."""
+        tensors = [p.detach() for p in self.model.parameters()]
+        tensors += [b for b in self.model.buffers() if b.is_floating_point()]
+        norms = torch._foreach_norm(tensors)
+        return torch.isfinite(torch.stack(norms)).all()
+
+    def _train_epoch(self, tqdm) -> dict:
+        r, o, w = self.recipe, self.opts, self.world
+        dev = w.device
+        n_micro = self.steps_per_epoch * r.grad_accum
+        skip = self.batch_in_epoch
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.start = skip * r.batch_size
+        self.train_seeded.set_epoch(self.epoch)
+        loader = DataLoader(self.train_seeded, batch_size=r.batch_size, sampler=self.sampler,
+                            num_workers=self.workers, drop_last=True,
+                            generator=loader_generator(r.seed, self.epoch),
+                            pin_memory=dev.type == "cuda")
+        self.train_model.train()
+        # loss and image sums of the epoch so far (a resumed epoch starts from the saved ones)
+        self._loss_sum = torch.tensor(self._carry[0], dtype=torch.float64, device=dev)
+        self._images = int(self._carry[1])
+        self._carry = (0.0, 0)
+        bad = torch.zeros((), dtype=torch.bool, device=dev)
+        bar = tqdm(total=n_micro, initial=skip, disable=not (w.main and o.progress), leave=False,
+                   desc=f"epoch {self.epoch + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
+        start = time.perf_counter()
+        lr = self.schedule(self.global_step)
+        if getattr(self, "_resume_rng", None) is not None:  # exactly where the interrupted run was
+            ckpt.set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        it = iter(loader)
+        for i in range(skip, n_micro):
+            x, y = next(it)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if self.mixer is not None:
+                x, y = self.mixer(x, y)
+            if o.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            boundary = (i + 1) % r.grad_accum == 0
+            sync = self.ddp.no_sync() if (self.ddp is not None and not boundary) else nullcontext()
+            with sync:
+                with autocast(dev, o.amp):
+                    logits = self.train_model(x)
+                loss = self._loss(logits.float(), y)
+                self.scaler.scale(loss / r.grad_accum).backward()
+            self._loss_sum += loss.detach().double() * x.shape[0]
+            bad |= ~torch.isfinite(loss.detach())
+            self._images += x.shape[0]
+            self.batch_in_epoch = i + 1
+            bar.update(1)
+            if not boundary:
+                continue
+            lr = self.schedule(self.global_step)
+            set_lr(self.optimizer, lr)
+            if r.clip_grad > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            self.global_step += 1
+            last = i + 1 == n_micro or self.global_step >= self.total_steps
+            if last:  # an epoch-end checkpoint follows: never save a diverged state
+                self._check_finite(bad | ~self._params_finite())
+            if self.global_step % 10 == 0 or last:
+                self._check_finite(bad)
+                if w.main and o.progress:
+                    seen = (i + 1 - skip) * r.batch_size * w.size
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}",
+                                    img_s=f"{seen / max(1e-9, time.perf_counter() - start):.0f}")
+            if o.ckpt_every_steps and self.global_step % o.ckpt_every_steps == 0 and not last:
+                self._check_finite(bad | ~self._params_finite())
+                t0 = time.perf_counter()
+                self._partial_time = t0 - start
+                self._checkpoint()
+                start += time.perf_counter() - t0  # checkpoint time is not training time
+            if self.global_step >= self.total_steps:
+                break
+        bar.close()
+        elapsed = time.perf_counter() - start
+        self.train_time += elapsed
+        self._partial_time = 0.0
+        totals = all_sum(torch.tensor([float(self._loss_sum), float(self._images)],
+                                      dtype=torch.float64, device=dev), w)
+        return {"train_loss": float(totals[0]) / max(1.0, float(totals[1])),
+                "images": int(totals[1]), "epoch_time_s": elapsed,
+                "img_per_s": float(totals[1]) / max(1e-9, elapsed), "lr": lr}
+
+    def _sync_buffers(self) -> None:
+        """Every rank takes rank 0's BN statistics (DDP itself broadcasts them before each forward,
+        so they are the ones the next step would use), model and EMA alike."""
+        if not self.world.enabled:
+            return
+        import torch.distributed as dist
+
+        for m in (self.model, self.ema.module if self.ema is not None else None):
+            if m is not None:
+                for b in m.buffers():
+                    dist.broadcast(b, src=0)
+
+    def run(self) -> dict:
+        try:
+            self._setup()
+            return self._run()
+        finally:
+            close_world(getattr(self, "world", World()))
+
+    def _run(self) -> dict:
+        from tqdm import tqdm
+
+        o, w = self.opts, self.world
+        if w.main and self.resume_state is None:
+            self._write_run_files()
+        barrier(w)
+        self.metrics = MetricsLog(self.run_dir, self.history, o.tensorboard) if w.main else None
+        if w.main:
+            if self.resume_state is None:
+                self.metrics.write()
+            self._print_header()
+        while self.epoch < self.epochs and self.global_step < self.total_steps:
+            stats = self._train_epoch(tqdm)
+            self._sync_buffers()
+            row = {"epoch": self.epoch + 1, "global_step": self.global_step,
+                   "global_batch": self.global_batch, **stats}
+            val = evaluate(self.model, self.val_loader, w, o.amp, o.channels_last)
+            row.update(val_loss=val["loss"], top1=val["top1"], top5=val["top5"])
+            top, which = val["top1"], "model"
+            if self.ema is not None:
+                ev = evaluate(self.ema.module, self.val_loader, w, o.amp, o.channels_last)
+                row.update(ema_val_loss=ev["loss"], ema_top1=ev["top1"], ema_top5=ev["top5"])
+                if ev["top1"] > top:
+                    top, which = ev["top1"], "ema"
+            is_best = top > self.best["top1"]
+            if is_best:
+                self.best = {"top1": top, "epoch": self.epoch + 1,
+                             "weights": "best_ema.safetensors" if which == "ema" else "best.safetensors"}
+            self.history.append(row)
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            if w.main:
+                self.metrics.add(row)
+                ema_txt = f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else ""
+                print(f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.4f}  "
+                      f"val loss {row['val_loss']:.4f}  top-1 {row['top1']:.2f}  "
+                      f"top-5 {row['top5']:.2f}{ema_txt}  {row['img_per_s']:.0f} img/s",
+                      flush=True)
+            self._checkpoint(best=is_best)
+        return self._finish()
+
+    def _print_header(self) -> None:
+        r, w = self.recipe, self.world
+        what = "resuming" if self.resume_state is not None else "training"
+        print(f"effnet train: {what} {self.spec.name} ({sum(p.numel() for p in self.model.parameters()):,}"
+              f" params) on {len(self.train_data)} train / {len(self.val_data)} val images, "
+              f"{self.num_classes} classes")
+        print(f"  run dir {self.run_dir}; device {w.device}{self._threads_note()} x {w.size} "
+              f"process(es); global batch {self.global_batch}; peak lr {self.peak_lr:.4g}; "
+              f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps; sizes train "
+              f"{self.spec.preprocess.train_size} / eval {self.spec.preprocess.eval_size}")
+        print(f"recipe {r.name}:")
+        print(r.describe(), flush=True)
+
+    def _threads_note(self) -> str:
+        return f" ({torch.get_num_threads()} threads)" if self.world.device.type == "cpu" else ""
+
+    def _finish(self) -> dict:
+        w = self.world
+        hashes = gather_objects(_state_hash(self.model), w) if w.enabled else [_state_hash(self.model)]
+        summary = {
+            "run_dir": str(self.run_dir), "model": self.spec.name, "recipe": self.recipe.name,
+            "epochs": self.epoch, "global_step": self.global_step, "world_size": w.size,
+            "global_batch": self.global_batch, "train_time_s": self.train_time,
+            "best": self.best, "final": self.history[-1] if self.history else {},
+            "rank_state_sha256": hashes,
+        }
+        if w.main:
+            from .plots import save_plots
+
+            if self.opts.save_samples:
+                self._save_samples(self.opts.save_samples)
+            save_plots(self.run_dir, self.history, self.schedule.curve(), self.steps_per_epoch)
+            ckpt.atomic_write_bytes(self.run_dir / SUMMARY_FILE,
+                                    json.dumps(summary, indent=1).encode())
+            self.metrics.close()
+            print()
+            print(summary_table(self.history))
+            b = self.best
+            print(f"\nbest top-1 {b['top1']:.2f} % at epoch {b['epoch']} ({b['weights']}); "
+                  f"{self.train_time:.0f} s of training")
+            print(f"run saved in {self.run_dir}: best.safetensors, best_ema.safetensors, "
+                  f"last.safetensors, spec.json, config.yaml, metrics.csv, *.png", flush=True)
+        barrier(w)
+        return summary
+
+    def _save_samples(self, n: int) -> None:
+        out = self.run_dir / "samples"
+        out.mkdir(exist_ok=True)
+        for i in range(min(n, len(self.val_raw))):
+            image, label = self.val_raw[i]
+            image.save(out / f"{i:03d}_{self.classes[label]}.png")
+
+
+def train(recipe: Recipe, opts: RunOptions | None = None) -> dict:
+    """Train `recipe` and return the run's summary (also saved as RUN/summary.json)."""
+    return Trainer(recipe, opts or RunOptions()).run()

@@ -1,0 +1,74 @@
+"""Recipes as data: the presets' values (SPEC D), layering of config files and flags."""
+
+import pytest
+import yaml
+
+from effnet.errors import UserError
+from effnet.train.recipe import (
+    PRESETS,
+    Recipe,
+    for_model,
+    get_recipe,
+    override,
+    read_config,
+    recipe_from_dict,
+)
+from effnet.train.trainer import make_spec
+
+
+def test_paper_v1_is_the_tpu_recipe():
+    r = get_recipe("paper-v1")
+    assert (r.opt, r.opt_decay, r.momentum, r.opt_eps) == ("rmsproptf", 0.9, 0.9, 1e-3)
+    assert (r.lr, r.lr_base_size, r.warmup_epochs, r.decay_rate, r.decay_epochs, r.sched) == (
+        0.016, 256, 5.0, 0.97, 2.4, "step")
+    assert (r.weight_decay, r.wd_exclude) == (1e-5, "bn")
+    assert (r.ema_decay, r.ema_warmup, r.label_smoothing, r.drop_path) == (0.9999, True, 0.1, 0.2)
+    assert (r.bn_momentum, r.bn_eps, r.dropout) == (0.01, 1e-3, None)  # dropout: per variant
+    spec, _ = make_spec(override(r, {"model": "efficientnet_b4"}))
+    assert spec.dropout == 0.4 and spec.drop_path == 0.2
+
+
+def test_paper_v2_takes_per_model_augmentation_from_spec_c3():
+    r = get_recipe("paper-v2")
+    assert r.wd_exclude == "bn_bias"
+    m = for_model(override(r, {"model": "efficientnetv2_m"}))
+    assert (m.randaug_magnitude, m.mixup, m.cutmix) == (15.0, 0.2, 0.2)
+    s = for_model(override(r, {"model": "tf_efficientnetv2_s"}))
+    assert (s.randaug_magnitude, s.mixup) == (10.0, 0.0)
+    assert for_model(override(r, {"model": "efficientnetv2_l"})).mixup == 0.5
+
+
+def test_finetune_and_quick():
+    f = get_recipe("finetune")
+    assert f.steps == 10_000 and f.batch_size * f.grad_accum == 512
+    assert f.peak_lr(512) == pytest.approx(0.001) and f.sched == "cosine"
+    assert f.weight_decay == 0 and f.cutout and f.scale is None
+    q = get_recipe("quick")
+    assert not q.hflip and q.img_size == 32 and q.epochs * 1437 // 64 < 1000
+
+
+def test_overrides_coerce_strings_and_reject_mistakes():
+    r = override(get_recipe("quick"), {"epochs": "3", "scale": "0.5,1", "hflip": "true",
+                                       "phi": "none", "lr": 1})
+    assert (r.epochs, r.scale, r.hflip, r.phi, r.lr) == (3, (0.5, 1.0), True, None, 1.0)
+    with pytest.raises(UserError, match="did you mean 'epochs'"):
+        override(r, {"epoch": 3})
+    with pytest.raises(UserError, match="batch size must be >= 1"):
+        override(r, {"batch_size": 0})
+    with pytest.raises(UserError, match="'epochs'"):
+        override(r, {"epochs": "many"})
+    with pytest.raises(UserError, match="unknown recipe 'paper-v3'"):
+        get_recipe("paper-v3")
+    with pytest.raises(UserError, match="opt must be one of"):
+        Recipe(opt="lamb")
+
+
+def test_config_file_round_trip(tmp_path):
+    r = override(PRESETS["paper-v2"], {"epochs": 7, "mixup": 0.3, "scale": (0.3, 1.0)})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"recipe": r.to_dict(), "runtime": {}}))
+    assert recipe_from_dict(read_config(tmp_path / "run.yaml")) == r
+    (tmp_path / "flat.yaml").write_text("lr: 0.5\nsched: cosine\n")
+    assert override(r, read_config(tmp_path / "flat.yaml")).sched == "cosine"
+    (tmp_path / "bad.yaml").write_text("lr: [unclosed\n")
+    with pytest.raises(UserError, match="cannot parse"):
+        read_config(tmp_path / "bad.yaml")
