@@ -266,6 +266,8 @@ FINETUNE = Recipe(
     weight_decay=0.0,
     wd_exclude="bn_bias",
     ema_decay=0.9996,
+    bn_momentum=None,  # fine-tuning keeps the BN conventions of the model the weights come from
+    bn_eps=None,
     scale=None,  # the `ft` pipeline resizes without cropping
     cutout=True,
 )

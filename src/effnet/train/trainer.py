@@ -4,7 +4,9 @@ checkpoint/resume that replays a run bit for bit, metrics, plots.
 Progressive learning (V2) changes the image size, RandAugment magnitude, mixup/cutmix and dropout
 between stages; the loop keeps those behind two seams so a stage change is two calls:
 `set_data_stage(size, randaug_magnitude, mixup, cutmix)` rebuilds the train transform and batch
-mixer, `set_regularization(dropout, drop_path)` sets the model's rates.
+mixer, `set_regularization(dropout, drop_path)` sets the model's rates. Callables passed as
+`on_epoch_start` run before every epoch (a resumed one too) with the trainer, whose `global_step`
+and `total_steps` say how far training is, so a stage schedule can be plugged in from outside.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +190,10 @@ def _seed_all(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, opts: RunOptions):
+    def __init__(self, recipe: Recipe, opts: RunOptions,
+                 on_epoch_start: Sequence[Callable[[Trainer], None]] = ()):
         self.recipe, self.opts = recipe, opts
+        self.on_epoch_start = list(on_epoch_start)
 
     # --- setup ----------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -535,6 +540,8 @@ class Trainer:
                 self.metrics.write()
             self._print_header()
         while self.epoch < self.epochs and self.global_step < self.total_steps:
+            for hook in self.on_epoch_start:
+                hook(self)
             stats = self._train_epoch(tqdm)
             self._sync_buffers()
             row = {"epoch": self.epoch + 1, "global_step": self.global_step,
@@ -616,6 +623,7 @@ class Trainer:
             image.save(out / f"{i:03d}_{self.classes[label]}.png")
 
 
-def train(recipe: Recipe, opts: RunOptions | None = None) -> dict:
+def train(recipe: Recipe, opts: RunOptions | None = None,
+          on_epoch_start: Sequence[Callable[[Trainer], None]] = ()) -> dict:
     """Train `recipe` and return the run's summary (also saved as RUN/summary.json)."""
-    return Trainer(recipe, opts or RunOptions()).run()
+    return Trainer(recipe, opts or RunOptions(), on_epoch_start).run()
