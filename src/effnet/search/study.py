@@ -68,8 +68,11 @@ def _retrying(make, tries: int = 8):
     for i in range(tries):
         try:
             return make()
-        except sa.exc.OperationalError as e:
-            if i == tries - 1 or not any(s in str(e) for s in ("already exists", "locked")):
+        except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
+            # the loser of the race sees "already exists", "locked" or a duplicate version row
+            racy = isinstance(e, sa.exc.IntegrityError) or any(
+                s in str(e) for s in ("already exists", "locked"))
+            if i == tries - 1 or not racy:
                 raise
             time.sleep(0.25 * (i + 1))
 
