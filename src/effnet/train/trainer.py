@@ -253,7 +253,6 @@ class Trainer:
         self.workers = o.workers if o.workers is not None else (0 if w.device.type == "cpu" else 8)
 
         # data: the train transform and mixer live behind set_data_stage (progressive learning)
-        self._Transformed = Transformed
         self.train_data = Transformed(train_set, None)
         self.train_seeded = SeededSamples(self.train_data, r.seed)
         self.set_data_stage(self.spec.preprocess.train_size, r.randaug_magnitude, r.mixup, r.cutmix)
@@ -521,11 +520,13 @@ class Trainer:
                     dist.broadcast(b, src=0)
 
     def run(self) -> dict:
+        deterministic = torch.are_deterministic_algorithms_enabled()
         try:
             self._setup()
             return self._run()
         finally:
             close_world(getattr(self, "world", World()))
+            torch.use_deterministic_algorithms(deterministic)  # in-process callers get theirs back
 
     def _run(self) -> dict:
         from tqdm import tqdm
