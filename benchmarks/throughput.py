@@ -37,6 +37,10 @@ from effnet.tools.fuse import fuse_conv_bn
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 FUSED = "effnet fused"
+NOTE = ("Reading it: in `nchw` rows effnet is ahead because of its CPU channels_last default (oneDNN "
+        "otherwise reorders NCHW at every conv); in `channels_last` rows all three run the same op "
+        "sequence (conv, BN, SiLU, SE mean/gate, drop path), so they tie within noise. BN takes "
+        "10-30 % of B0's CPU inference time in torch.profiler; `fuse_conv_bn` folds it away.")
 
 # model key -> (effnet name, timm name, torchvision builder name)
 PAIRS = {
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     libs = args.libs.split(",")
     fused = not args.no_fused and "effnet" in libs
     started = dt.datetime.now(dt.UTC)
+    load_before = os.getloadavg()[0]
     rows = []
     for key in args.models.split(","):
         size, batch = DEFAULTS[device.type][key]
@@ -178,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
                 runners[lib] = Runner(build(lib, key, args.drop), x, amp, fmt == "channels_last")
             if fused and "effnet" in runners:
                 runners[FUSED] = Runner(fuse_conv_bn(runners["effnet"].model), x, amp, fmt == "channels_last")
+            # one untimed step of each kind first: the allocator settles (glibc raises its mmap
+            # threshold after the first large frees), so the first row measured is not penalised
+            for r in runners.values():
+                r.train()
+                r.infer()
+            sync()
             for mode in args.modes.split(","):
                 timed = {k: r for k, r in runners.items() if k != FUSED or mode == "infer"}
                 secs = time_interleaved(timed, mode, args.warmup, args.rounds, args.iters, sync)
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             del runners
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    load_after = os.getloadavg()[0]
 
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = env + ".venv/bin/python benchmarks/throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -203,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{command.strip()}`  ",
         f"Machine: {machine(device)}  ",
         f"Device: {device.type}, {precision}; date {started:%Y-%m-%d %H:%M} UTC; "
-        f"run took {elapsed / 60:.1f} min",
+        f"run took {elapsed / 60:.1f} min; 1-min load average {load_before:.1f} before, "
+        f"{load_after:.1f} after (other jobs on the machine slow every peer and add noise)",
         "",
         f"Method: median images/s of {args.rounds} interleaved rounds (A B C A B C ...) of {args.iters} "
         f"iteration(s) after {args.warmup} warm-up iterations; dropout = stochastic depth = {args.drop} "
@@ -220,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, size, batch, mode, fmt, ips, ratio in rows:
         cells = " | ".join(f"{ips[c]:.1f}" if c in ips else "–" for c in cols)
         lines.append(f"| {name} | {size} | {batch} | {mode} | {fmt} | {cells} | {ratio:.2f} |")
+    lines += ["", NOTE]
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
