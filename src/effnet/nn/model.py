@@ -16,6 +16,9 @@ from .layers import ConvNormAct, NormConfig
 class EfficientNet(nn.Module):
     """Built from a `NetSpec`. Feature maps at strides 2/4/8/16/32 are exposed for dense tasks."""
 
+    # CPU forward passes run channels_last whatever layout the input has (see `_layout`)
+    cpu_channels_last: bool = True
+
     def __init__(self, spec: NetSpec, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float | None = None, drop_path_rate: float | None = None,
                  norm: NormConfig = NormConfig(), tf_padding: bool = False):
@@ -123,8 +126,15 @@ class EfficientNet(nn.Module):
             return x
         return stage(x)
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        # oneDNN runs these convs 1.2-1.5x faster on NHWC than on NCHW, which it would otherwise
+        # reorder at every layer; the result differs only by float rounding (BENCHMARKS.md)
+        if self.cpu_channels_last and x.device.type == "cpu" and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.stem(self._layout(x))
         for stage in self.stages:
             x = self._run_stage(stage, x)
         return self.head(x)
@@ -133,7 +143,7 @@ class EfficientNet(nn.Module):
         """Maps at strides 2, 4, 8, 16, 32 (see `feature_info`), for detection/segmentation."""
         wanted = {info["stage"] for info in self.feature_info}
         maps = []
-        x = self.stem(x)
+        x = self.stem(self._layout(x))
         for i, stage in enumerate(self.stages):
             x = self._run_stage(stage, x)
             if i in wanted:
