@@ -20,67 +20,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import platform
 import shlex
 import shutil
 import sys
-import tarfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
+from _bench import CIFAR_ARCHIVE, extract_subset, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-BEGIN, END = "<!-- BEGIN compound_scaling -->", "<!-- END compound_scaling -->"
 RESULTS = ROOT / "benchmarks" / "results" / "compound_scaling"
-
-
-def extract_subset(archive: Path, cache: Path, train_per_class: int, val_per_class: int) -> Path:
-    """DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg with the first N files of each class
-    (the archive lists them in order); extracted once, published by an atomic rename."""
-    dest = cache / f"cifar10-jpeg-{train_per_class}-{val_per_class}"
-    if (dest / "DONE").is_file():
-        return dest
-    tmp = cache / f".{dest.name}.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    limits = {"train": train_per_class, "test": val_per_class}
-    taken: Counter = Counter()
-    with tarfile.open(archive, "r:gz") as tar:
-        for m in tar:
-            parts = Path(m.name).parts
-            if not m.isfile() or len(parts) != 3 or parts[0] not in limits:
-                continue
-            split, cls, fname = parts
-            if taken[split, cls] >= limits[split] or not fname.lower().endswith(".jpg"):
-                continue
-            out = tmp / ("val" if split == "test" else "train") / cls / fname
-            out.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            out.write_bytes(src.read())
-            taken[split, cls] += 1
-    (tmp / "DONE").write_text("ok\n")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, dest)
-    except OSError:  # another run published it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     ratios = sorted({float(r) for r in args.ratio.split(",")})
     coeffs = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
     t0 = time.perf_counter()
-    if ARCHIVE.is_file():
-        data = str(extract_subset(ARCHIVE, args.cache, args.train_per_class, args.val_per_class))
+    if CIFAR_ARCHIVE.is_file():
+        data = str(extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class))
         data_desc = (f"CIFAR-10 (JPEG copy), {args.train_per_class} train / {args.val_per_class} "
                      f"val images per class (val from the official test split)")
     else:
-        print(f"{ARCHIVE} not found: using the built-in digits", file=sys.stderr)
+        print(f"{CIFAR_ARCHIVE} not found: using the built-in digits", file=sys.stderr)
         data, data_desc = None, "built-in digits (CIFAR-10 archive absent)"
     t_data = time.perf_counter() - t0
     proxy = Proxy(recipe="quick", epochs=args.epochs, data=data, batch_size=args.batch_size)
@@ -158,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "and a few epochs, one seed, differences of a point or two are within run-to-run noise; "
             "this shows the machinery end to end, not the paper's ImageNet result (SPEC E.3/E.4).",
         ])
-        write_section(ROOT / "BENCHMARKS.md", body)
+        write_section(ROOT / "BENCHMARKS.md", "compound_scaling", body)
         print("BENCHMARKS.md section compound_scaling updated")
     return 0
 

@@ -30,12 +30,12 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
+from _bench import write_section
 
 import effnet
 from effnet.tools.fuse import fuse_conv_bn
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 FUSED = "effnet fused"
 NOTE = ("Reading it: in `nchw` rows effnet is ahead because of its CPU channels_last default (oneDNN "
         "otherwise reorders NCHW at every conv); in `channels_last` rows all three run the same op "
@@ -121,19 +121,6 @@ def machine(device: torch.device) -> str:
     parts.append(f"torch {torch.__version__}, timm {timm.__version__}, torchvision {torchvision.__version__}, "
                  f"Python {platform.python_version()}")
     return "; ".join(parts)
-
-
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
-        write_section(args.output, body)
+        write_section(args.output, "throughput", body)
         print(f"wrote {args.output}")
     return 0
 

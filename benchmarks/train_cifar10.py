@@ -35,6 +35,7 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
+from _bench import CIFAR_ARCHIVE, write_section
 
 import effnet
 from effnet.data import Split, Transformed, eval_transform, load_data, train_transform
@@ -43,9 +44,7 @@ from effnet.train.recipe import Recipe
 from effnet.train.trainer import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 SHA256 = "492d611848bf79180b3994822305135d3f9b137685d21a8e5e9c34bccfbe5cb1"
-BEGIN, END = "<!-- BEGIN train_cifar10 -->", "<!-- END train_cifar10 -->"
 
 
 def extract(archive: Path, cache: Path) -> Path:
@@ -141,22 +140,9 @@ def machine() -> str:
             f"torch {torch.__version__}, timm {timm.__version__}, Python {platform.python_version()}")
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = path.with_suffix(f".md.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archive", type=Path, default=ARCHIVE)
+    p.add_argument("--archive", type=Path, default=CIFAR_ARCHIVE)
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "effnet")
     p.add_argument("--train-images", type=int, default=10_000)
     p.add_argument("--test-images", type=int, default=5_000)
@@ -237,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(body)
     if not args.no_write:
-        write_section(args.output, body)
+        write_section(args.output, "train_cifar10", body)
         print(f"\nwrote the train_cifar10 section of {args.output}")
     return 0
 

@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts: the CIFAR-10 JPEG subset and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def extract_subset(archive: Path, cache: Path, train_per_class: int, val_per_class: int) -> Path:
+    """DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg with the first N files of each class
+    (the archive lists them in order); extracted once, published by an atomic rename."""
+    dest = cache / f"cifar10-jpeg-{train_per_class}-{val_per_class}"
+    if (dest / "DONE").is_file():
+        return dest
+    tmp = cache / f".{dest.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    limits = {"train": train_per_class, "test": val_per_class}
+    taken: Counter = Counter()
+    with tarfile.open(archive, "r:gz") as tar:
+        for m in tar:
+            parts = Path(m.name).parts
+            if not m.isfile() or len(parts) != 3 or parts[0] not in limits:
+                continue
+            split, cls, fname = parts
+            if taken[split, cls] >= limits[split] or not fname.lower().endswith(".jpg"):
+                continue
+            out = tmp / ("val" if split == "test" else "train") / cls / fname
+            out.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            out.write_bytes(src.read())
+            taken[split, cls] += 1
+    (tmp / "DONE").write_text("ok\n")
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another run published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
+    section = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
