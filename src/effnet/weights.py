@@ -25,6 +25,7 @@ from safetensors.torch import save as _st_save
 from torch import nn
 
 from .errors import UserError
+from .fileio import atomic_write_bytes
 from .nn.blocks import FusedMBConv, MBConv
 from .nn.layers import ConvNormAct, SqueezeExcite
 
@@ -428,16 +429,7 @@ def save_weights(model_or_sd, path: str | os.PathLike,
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, data)
     return path
 
 

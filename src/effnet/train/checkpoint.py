@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..fileio import atomic_write_bytes, fsync_dir
 
 CKPT_DIR = "checkpoints"
 POINTER = "LATEST"
@@ -32,34 +33,6 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FORMAT = "effnet-train-state"
-
-
-# --- atomic files -----------------------------------------------------------------------------
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
 
 
 def save_torch_state(state: dict, path: Path) -> None:

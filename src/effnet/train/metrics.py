@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 COLUMNS = ("epoch", "global_step", "images", "global_batch", "lr", "train_loss", "val_loss",
            "top1", "top5", "ema_val_loss", "ema_top1", "ema_top5", "epoch_time_s", "img_per_s")
