@@ -19,34 +19,21 @@ def add_plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-divisor", type=int, default=None, help="round intermediate sizes (0: off)")
 
 
+PLAN_FLAGS = ("stages", "size", "randaug", "mixup", "cutmix", "dropout", "convention", "size_divisor")
+
+
 def plan_from_args(preset: str | None, args):
-    """A preset by name, changed by any explicit flags; or a plan from flags alone."""
-    from dataclasses import replace
+    """A preset by name, changed by any explicit flags; or a plan from flags alone (the same text
+    form `effnet train --progressive` takes)."""
+    from ..train.progressive import PRESETS, plan_from_text
 
-    from ..train.progressive import PRESETS, ProgressivePlan, explicit_plan
-
+    if preset and preset not in PRESETS:
+        raise UserError(f"unknown schedule {preset!r}; choose from {', '.join(PRESETS)}")
+    if not preset and args.size is None:
+        raise UserError("give a preset (e.g. v2-s) or at least --size START:END")
+    flags = [f"{k}={getattr(args, k)}" for k in PLAN_FLAGS if getattr(args, k) is not None]
     try:
-        if preset:
-            if preset not in PRESETS:
-                raise UserError(f"unknown schedule {preset!r}; choose from {', '.join(PRESETS)}")
-            plan = PRESETS[preset]
-            flags = explicit_plan(1, args.size or "8:8", args.randaug or "0:0", args.mixup or "0:0",
-                                  args.cutmix or "0:0", args.dropout or "0:0")
-            changes = {k: getattr(flags, k) for k in ("size", "randaug", "mixup", "cutmix", "dropout")
-                       if getattr(args, k) is not None}
-            plan = replace(plan, **changes)
-        else:
-            if args.size is None:
-                raise UserError("give a preset (e.g. v2-s) or at least --size START:END")
-            plan = explicit_plan(4, args.size, args.randaug or "5:15", args.mixup or "0:0",
-                                 args.cutmix or "0:0", args.dropout or "0.1:0.3")
-        if args.stages is not None:
-            plan = replace(plan, stages=args.stages)
-        if args.convention is not None:
-            plan = replace(plan, convention=args.convention)
-        if args.size_divisor is not None:
-            plan = replace(plan, size_divisor=args.size_divisor or None)
-        return ProgressivePlan(**{**plan.__dict__})  # re-validate after the changes
+        return plan_from_text(",".join(([preset] if preset else []) + flags))
     except ValueError as e:
         raise UserError(str(e)) from None
 

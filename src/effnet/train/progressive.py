@@ -166,10 +166,6 @@ def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0
                            _pair(dropout), convention=convention, size_divisor=size_divisor)
 
 
-def with_stages(plan: ProgressivePlan, stages: int) -> ProgressivePlan:
-    return replace(plan, stages=stages)
-
-
 _PAIR_KEYS = ("size", "randaug", "mixup", "cutmix", "dropout")
 
 
