@@ -41,8 +41,8 @@ def test_run_directory_layout(quick_run):
         assert (quick_run / name).stat().st_size > 0
     assert (quick_run / "loss.png").read_bytes()[:4] == b"\x89PNG"
     spec = json.loads((quick_run / "spec.json").read_text())
-    assert spec["classes"] == [str(i) for i in range(10)] and spec["num_classes"] == 10
-    assert spec["spec"]["preprocess"]["eval_size"] == 32
+    assert spec["classes"] == [str(i) for i in range(10)] and spec["config"]["num_classes"] == 10
+    assert spec["config"]["spec"]["preprocess"]["eval_size"] == 32
     # the state file holds only plain data: it loads with weights_only=True
     pointer = json.loads((quick_run / "checkpoints/LATEST").read_text())
     state = load_state(quick_run / "checkpoints" / pointer["dir"])
@@ -93,7 +93,7 @@ def test_finetune_from_a_run_with_a_new_head(quick_run, tmp_path):
     weights = quick_run / "best.safetensors"
     recipe = override(get_recipe("finetune"), {"model": "efficientnet_b0", "phi": -4,
                                                "img_size": 32})
-    model, _, _ = build_model(recipe, 3, weights=str(weights), adapt=True)
+    model = build_model(recipe, 3, weights=str(weights), adapt=True)
     saved = load_file(str(weights))
     assert torch.equal(model.state_dict()["stem.conv.weight"], saved["stem.conv.weight"])
     assert model.classifier.out_features == 3

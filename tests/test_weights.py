@@ -22,6 +22,7 @@ from effnet.weights import (
     load_weights,
     read_metadata,
     save_weights,
+    saved_config,
 )
 
 timm = pytest.importorskip("timm")
@@ -231,7 +232,8 @@ def test_safetensors_round_trip_gives_identical_logits(tmp_path):
     assert os.listdir(path.parent) == ["w.safetensors"]  # no temp file left behind
     meta = read_metadata(path)
     assert meta["model"] == "tf_efficientnetv2_b0" and meta["num_classes"] == "7"
-    assert meta["note"] == "run 1" and float(meta["bn_eps"]) == 1e-3
+    assert meta["note"] == "run 1" and saved_config(meta) == model.config
+    assert saved_config(meta).bn_eps == 1e-3 and saved_config(meta).tf_padding
     loaded = effnet.create_model("tf_efficientnetv2_b0", num_classes=7, weights=path).eval()
     x = torch.randn(2, 3, 97, 97)
     with torch.no_grad():

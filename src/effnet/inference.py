@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from .arch.spec import Preprocess, spec_from_dict
+from .arch.spec import Preprocess
 from .errors import UserError
-from .models import build, create_model
+from .models import create_model, load_config_file
 from .nn.model import EfficientNet
-from .weights import load_weights, read_metadata
+from .weights import load_weights, read_metadata, saved_config
 
 RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
 
@@ -20,32 +20,37 @@ def load_for_inference(model_name: str | None, weights: Path | None,
                        num_classes: int | None = None) -> tuple[EfficientNet, list[str] | None]:
     """An eval-mode model and its class names (None when unknown).
 
-    With a `spec.json` beside the weights (a run of `effnet train`) the network is rebuilt from it,
-    so scaled or searched models need no name. Otherwise the class count comes from `num_classes`,
-    the weights' metadata, or 1000.
+    The network is rebuilt from the weights' own model config when there is one: a run's
+    `spec.json` beside the weights, or the config effnet writes into every safetensors file. So
+    scaled, searched or fine-tuned models need no name and keep the BN settings they were trained
+    with. Otherwise `model_name` is built with the class count of `num_classes`, the weights, or 1000.
     """
-    classes = None
-    run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
-    if weights is not None and not weights.exists():
+    if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
-    if run_spec is not None and run_spec.exists() and model_name is None:
-        try:
-            run = json.loads(run_spec.read_text())
-            spec = spec_from_dict(run["spec"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{run_spec} is not a valid effnet run spec ({e})") from None
-        classes = run.get("classes")
-        model = build(spec, num_classes=int(run.get("num_classes", len(classes or []) or 1000)),
-                      in_chans=int(run.get("in_chans", 3)), tf=bool(run.get("tf", False)))
+    classes = None
+    config = None
+    run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
+    if model_name is None and run_spec is not None and run_spec.is_file():
+        config = load_config_file(str(run_spec))
+        classes = _run_classes(run_spec)
+    elif model_name is None and weights is not None:
+        config = saved_config(read_metadata(weights))
+    if config is not None:
+        model = EfficientNet.from_config(config)
         load_weights(model, weights)
     else:
         if model_name is None:
-            raise UserError("--model is required (no spec.json beside the weights)")
-        if num_classes is None and weights is not None and weights.suffix == ".safetensors":
+            raise UserError("--model is required (the weights carry no model config)")
+        if num_classes is None and weights is not None:
             meta = read_metadata(weights)
             num_classes = int(meta["num_classes"]) if "num_classes" in meta else None
-        model = create_model(model_name, num_classes=num_classes or 1000, weights=weights)
+        model = create_model(model_name, num_classes=num_classes, weights=weights)
     return model.eval(), classes
+
+
+def _run_classes(run_spec: Path) -> list[str] | None:
+    classes = json.loads(run_spec.read_text()).get("classes")
+    return [str(c) for c in classes] if isinstance(classes, list) else None
 
 
 def open_image(path: Path):

@@ -1,5 +1,8 @@
 """Model names (timm's), `create_model` and `list_models`.
 
+A model name may also be the path of a JSON file holding a model config or a bare spec (a run's
+spec.json, a searched architecture's best.json): `create_model("best.json")` builds it.
+
 `efficientnet_*` models use PyTorch conventions (symmetric padding, BN eps 1e-5, momentum 0.1), as
 timm's and torchvision's PyTorch-trained weights expect; `tf_efficientnet*` models use TensorFlow
 "same" padding and BN eps 1e-3 / momentum 0.01, for weights trained in TensorFlow.
@@ -10,7 +13,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import replace
+from pathlib import Path
 
+from .arch.config import ModelConfig, read_config_file
 from .arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, NetSpec
 from .arch.zoo import VARIANTS
 from .errors import UserError
@@ -45,8 +50,25 @@ def list_models(pattern: str = "*") -> list[str]:
     return [n for n in model_names() if fnmatch.fnmatch(n, pattern)]
 
 
+def is_config_file(name: str) -> bool:
+    return str(name).lower().endswith(".json")
+
+
+def load_config_file(path: str) -> ModelConfig:
+    """The config in a JSON file (see `effnet.arch.config.read_config_file`), or one error line."""
+    if not Path(path).is_file():
+        raise UserError(f"no such model file: {path}")
+    try:
+        return read_config_file(path)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is not an effnet model config or spec ({e})") from None
+
+
 def resolve(name: str) -> tuple[NetSpec, bool]:
-    """The spec behind a model name and whether it is a TF-style model."""
+    """The spec behind a model name (or config file) and whether it is a TF-style model."""
+    if is_config_file(name):
+        config = load_config_file(name)
+        return config.spec, config.tf_padding
     tf = name.startswith(TF_PREFIX)
     base = name[len(TF_PREFIX):] if tf else name
     if name not in model_names():
@@ -56,6 +78,24 @@ def resolve(name: str) -> tuple[NetSpec, bool]:
     spec = VARIANTS[base]
     spec = _tf_preprocess(spec) if tf else _torch_preprocess(spec)
     return spec.with_(name=name), tf
+
+
+def model_config(name: str, num_classes: int | None = None, in_chans: int | None = None,
+                 bn_eps: float | None = None, bn_momentum: float | None = None) -> ModelConfig:
+    """The config of a named model (PyTorch or TF conventions by its name) or of a config file,
+    with the given fields changed."""
+    if is_config_file(name):
+        config = load_config_file(name)
+    else:
+        spec, tf = resolve(name)
+        norm = TF_NORM if tf else NormConfig()
+        config = ModelConfig(spec, bn_eps=norm.eps, bn_momentum=norm.momentum, tf_padding=tf)
+    changes = {"num_classes": num_classes, "in_chans": in_chans, "bn_eps": bn_eps,
+               "bn_momentum": bn_momentum}
+    try:
+        return config.with_(**{k: v for k, v in changes.items() if v is not None})
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def get_spec(name: str) -> NetSpec:
@@ -74,19 +114,22 @@ def build(spec: NetSpec, num_classes: int = 1000, in_chans: int = 3, tf: bool = 
                         tf_padding=tf_padding, **overrides)
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, weights=None,
-                 adapt: bool = False, **overrides) -> EfficientNet:
-    """Build a named model; `weights` (a .pth/.safetensors path or a state dict from effnet,
-    timm, torchvision or lukemelas) are loaded with their key map detected automatically.
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
+                 weights=None, adapt: bool = False, **overrides) -> EfficientNet:
+    """Build a named model (or the model a config/spec JSON file describes); `weights` (a
+    .pth/.safetensors path or a state dict from effnet, timm, torchvision or lukemelas) are loaded
+    with their key map detected automatically.
 
+    num_classes / in_chans default to the config's (1000 / 3 for a zoo name).
     overrides: drop_rate, drop_path_rate, bn_eps, bn_momentum, tf_padding.
     `adapt=True` resets a classifier of another class count and adapts the first conv to
     `in_chans` instead of failing on the mismatch.
     """
-    if num_classes < 0 or in_chans < 1:
-        raise UserError(f"num_classes must be >= 0 and in_chans >= 1 (got {num_classes}, {in_chans})")
-    spec, tf = resolve(name)
-    model = build(spec, num_classes, in_chans, tf=tf, **overrides)
+    config = model_config(name, num_classes, in_chans, overrides.pop("bn_eps", None),
+                          overrides.pop("bn_momentum", None))
+    if "tf_padding" in overrides:
+        config = config.with_(tf_padding=bool(overrides.pop("tf_padding")))
+    model = EfficientNet.from_config(config, **overrides)
     if weights is not None:
         from .weights import load_weights
 

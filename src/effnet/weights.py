@@ -10,6 +10,7 @@ tensors: `.pth` goes through `torch.load(weights_only=True)`, everything we writ
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pickle
@@ -24,6 +25,7 @@ from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save as _st_save
 from torch import nn
 
+from .arch.config import ModelConfig
 from .errors import UserError
 from .fileio import atomic_write_bytes
 from .nn.blocks import FusedMBConv, MBConv
@@ -132,6 +134,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             return dict(f.metadata() or {})
     except Exception as e:
         raise UserError(f"cannot read weights file {path}: {_one_line(e)}") from e
+
+
+def saved_config(meta: Mapping[str, str]) -> ModelConfig | None:
+    """The model config an effnet safetensors file was written with (None for older files)."""
+    if "config" not in meta:
+        return None
+    try:
+        return ModelConfig.from_json(meta["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"weights metadata holds an invalid model config ({_one_line(e)})") from None
 
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema")
@@ -366,27 +378,24 @@ def _source_bn_eps(fmt: str, model: nn.Module, meta: Mapping[str, str]) -> float
     if fmt == "torchvision":
         v2 = any(s.block == "fused" for s in model.spec.stages)
         return TORCHVISION_V2_BN_EPS if v2 else TORCHVISION_V1_BN_EPS
-    if fmt == "effnet" and "bn_eps" in meta:
+    if fmt == "effnet" and "config" in meta:
+        return saved_config(meta).bn_eps
+    if fmt == "effnet" and "bn_eps" in meta:  # files written before the config was saved
         return float(meta["bn_eps"])
     return None  # timm: tf_ weights use 1e-3, others 1e-5; only the model name tells
 
 
-def _uses_tf_padding(model: nn.Module) -> bool:
-    return any(getattr(m, "dynamic_pad", False) for m in model.modules())
-
-
 def _match_source_conventions(model: nn.Module, fmt: str, meta: Mapping[str, str]) -> None:
     eps = _source_bn_eps(fmt, model, meta)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    old = {m.eps for m in norms}
+    old = {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
     if eps is not None and old != {eps}:
-        for m in norms:
-            m.eps = eps
+        model.set_bn_eps(eps)  # recorded in model.config, so the run saves and resumes with it
         warnings.warn(f"{fmt} weights were trained with BatchNorm eps {eps:g}; set it on every "
                       f"BatchNorm layer (was {', '.join(f'{e:g}' for e in sorted(old))})",
                       stacklevel=3)
-    tf_source = fmt == "lukemelas" or meta.get("tf_padding") == "true"
-    if tf_source and not _uses_tf_padding(model):
+    tf_source = fmt == "lukemelas" or meta.get("tf_padding") == "true" or (
+        "config" in meta and saved_config(meta).tf_padding)
+    if tf_source and not model.tf_padding:
         warnings.warn(f"{fmt} weights were trained with TensorFlow 'same' padding; build the tf_ "
                       f"model of this name for exact results", stacklevel=3)
 
@@ -396,21 +405,15 @@ def save_weights(model_or_sd, path: str | os.PathLike,
                  metadata: Mapping[str, str] | None = None) -> Path:
     """Write a safetensors file atomically (temp file, fsync, rename): an interrupted save never
     leaves a half-written file under `path`. A model also records its name, class count, input
-    channels, BN eps and padding in the metadata."""
+    channels, BN settings, padding and preprocessing: its whole `config`, as JSON."""
     meta: dict[str, str] = {"format": "effnet"}
     if isinstance(model_or_sd, nn.Module):
         model = model_or_sd
         sd = model.state_dict()
-        spec = getattr(model, "spec", None)
-        if spec is not None:
-            meta["model"] = spec.name
-        norms = [m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-        if norms:
-            meta["bn_eps"] = repr(norms[0])
-        meta["tf_padding"] = "true" if _uses_tf_padding(model) else "false"
-        for attr in ("num_classes", "in_chans"):
-            if hasattr(model, attr):
-                meta[attr] = str(getattr(model, attr))
+        config = getattr(model, "config", None)
+        if config is not None:
+            meta.update(model=config.spec.name, num_classes=str(config.num_classes),
+                        config=json.dumps(config.to_dict()))
     elif isinstance(model_or_sd, Mapping):
         sd = model_or_sd
     else:

@@ -33,9 +33,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..arch.scaling import scale, scale_compound
-from ..arch.spec import NetSpec, spec_to_dict
+from ..arch.spec import NetSpec
 from ..errors import UserError
-from ..models import build, resolve
+from ..inference import RUN_SPEC_FILE
+from ..models import load_config_file, model_config, resolve
+from ..nn.model import EfficientNet
 from . import checkpoint as ckpt
 from .distributed import (
     World,
@@ -55,7 +57,6 @@ from .recipe import Recipe
 from .sampling import EpochSampler, SeededSamples, loader_generator, sample_seed
 
 CONFIG_FILE = "config.yaml"
-SPEC_FILE = "spec.json"  # read back by effnet.inference (predict) and `effnet eval`
 SUMMARY_FILE = "summary.json"
 STATE_VERSION = 1
 RESUMABLE_KEYS = ("epochs", "steps")  # a resumed run may be lengthened, nothing else
@@ -127,8 +128,9 @@ def make_spec(recipe: Recipe) -> tuple[NetSpec, bool]:
     except ValueError as e:
         raise UserError(str(e)) from None
     pre = spec.preprocess
-    train_size = recipe.img_size or pre.train_size
     eval_size = recipe.eval_size or (recipe.img_size or pre.eval_size)
+    train_size = recipe.img_size or (round(eval_size * recipe.train_size_ratio)
+                                     if recipe.train_size_ratio != 1 else pre.train_size)
     spec = spec.with_(preprocess=dataclasses.replace(pre, train_size=train_size, eval_size=eval_size),
                       dropout=spec.dropout if recipe.dropout is None else recipe.dropout,
                       drop_path=spec.drop_path if recipe.drop_path is None else recipe.drop_path)
@@ -136,19 +138,16 @@ def make_spec(recipe: Recipe) -> tuple[NetSpec, bool]:
 
 
 def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
-                adapt: bool = False) -> tuple[nn.Module, NetSpec, bool]:
-    spec, tf = make_spec(recipe)
-    overrides = {}
-    if recipe.bn_eps is not None:
-        overrides["bn_eps"] = recipe.bn_eps
-    if recipe.bn_momentum is not None:
-        overrides["bn_momentum"] = recipe.bn_momentum
-    model = build(spec, num_classes=num_classes, tf=tf, **overrides)
+                adapt: bool = False) -> EfficientNet:
+    spec, _ = make_spec(recipe)
+    config = model_config(recipe.model, num_classes=num_classes, bn_eps=recipe.bn_eps,
+                          bn_momentum=recipe.bn_momentum).with_(spec=spec)
+    model = EfficientNet.from_config(config)
     if weights is not None:
         from ..weights import load_weights
 
         load_weights(model, weights, adapt=adapt)
-    return model, spec, tf
+    return model
 
 
 def _subset(dataset, n: int | None, seed: int):
@@ -170,17 +169,11 @@ def _state_hash(module: nn.Module) -> str:
 
 
 def cpu_threads(requested: int | None = None) -> int:
-    """Intra-op threads for CPU training. OpenMP threads spin at every barrier and need all their
-    cores at once: on a machine whose cores are busy with other jobs, two threads on two cores ran
-    the quick recipe >10x slower than one (27 vs 320 img/s). Without an explicit --threads or
-    OMP_NUM_THREADS, use only the cores the load average leaves free (at least one)."""
-    if requested:
-        return requested
-    n = torch.get_num_threads()
-    if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "getloadavg"):
-        return n
-    free = (os.cpu_count() or n) - os.getloadavg()[0]
-    return max(1, min(n, int(free + 0.5)))
+    """Intra-op threads for CPU training: --threads, else torch's default (OMP_NUM_THREADS or the
+    machine's cores). A guess from the load average picked 1 thread of 2 on an idle machine that
+    had just been busy and halved a fine-tune's speed; on a machine shared with other jobs, pass
+    --threads (OpenMP threads that must wait for a busy core spin at every barrier)."""
+    return requested or torch.get_num_threads()
 
 
 def _seed_all(seed: int) -> None:
@@ -256,8 +249,11 @@ class Trainer:
         self.global_batch = r.batch_size * w.size * r.grad_accum
 
         _seed_all(r.seed)  # the same initial weights on every rank (DDP also broadcasts them)
-        model, self.spec, self.tf = build_model(
-            r, n_classes, weights=None if o.resume else o.weights, adapt=o.adapt)
+        if o.resume:  # the network that was trained, BN settings of its weights included
+            model = EfficientNet.from_config(load_config_file(str(self.run_dir / RUN_SPEC_FILE)))
+        else:
+            model = build_model(r, n_classes, weights=o.weights, adapt=o.adapt)
+        self.spec = model.spec
         self.batch_mixer_fn = batch_mixer
         self.workers = o.workers if o.workers is not None else (0 if w.device.type == "cpu" else 8)
 
@@ -406,10 +402,9 @@ class Trainer:
                   "command": sys.argv}
         ckpt.atomic_write_bytes(self.run_dir / CONFIG_FILE,
                                 yaml.safe_dump(config, sort_keys=False).encode())
-        run_spec = {"model": self.recipe.model, "spec": spec_to_dict(self.spec),
-                    "num_classes": self.num_classes, "in_chans": 3, "tf": self.tf,
+        run_spec = {"model": self.recipe.model, "config": self.model.config.to_dict(),
                     "classes": self.classes}
-        ckpt.atomic_write_bytes(self.run_dir / SPEC_FILE, json.dumps(run_spec, indent=1).encode())
+        ckpt.atomic_write_bytes(self.run_dir / RUN_SPEC_FILE, json.dumps(run_spec, indent=1).encode())
 
     # --- the loop -------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -453,8 +448,13 @@ class Trainer:
         self._images = int(self._carry[1])
         self._carry = (0.0, 0)
         bad = torch.zeros((), dtype=torch.bool, device=dev)
-        bar = tqdm(total=n_micro, initial=skip, disable=not (w.main and o.progress), leave=False,
-                   desc=f"epoch {self.epoch + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
+        # a bar on a terminal; in a redirected log a plain line every ~10 % of the epoch instead
+        # of bar redraws
+        show = w.main and o.progress
+        bar = tqdm(total=n_micro, initial=skip, disable=not (show and sys.stdout.isatty()),
+                   leave=False, desc=f"epoch {self.epoch + 1}/{self.epochs}", unit="batch",
+                   dynamic_ncols=True)
+        log_every = max(1, n_micro // 10) if show and bar.disable else 0
         start = time.perf_counter()
         lr = self.schedule(self.global_step)
         if getattr(self, "_resume_rng", None) is not None:  # exactly where the interrupted run was
@@ -498,10 +498,15 @@ class Trainer:
                 self._check_finite(bad | ~self._params_finite())
             if self.global_step % 10 == 0 or last:
                 self._check_finite(bad)
-                if w.main and o.progress:
-                    seen = (i + 1 - skip) * r.batch_size * w.size
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}",
-                                    img_s=f"{seen / max(1e-9, time.perf_counter() - start):.0f}")
+            if show and (self.global_step % 10 == 0 or last or (log_every and (i + 1) % log_every == 0)):
+                seen = (i + 1 - skip) * r.batch_size * w.size
+                speed = f"{seen / max(1e-9, time.perf_counter() - start):.0f}"
+                if log_every:
+                    if (i + 1) % log_every == 0 and not last:
+                        print(f"  epoch {self.epoch + 1}/{self.epochs}  batch {i + 1}/{n_micro}  "
+                              f"loss {loss.item():.4f}  lr {lr:.3g}  {speed} img/s", flush=True)
+                else:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=speed)
             if o.ckpt_every_steps and self.global_step % o.ckpt_every_steps == 0 and not last:
                 self._check_finite(bad | ~self._params_finite())
                 t0 = time.perf_counter()
