@@ -39,10 +39,14 @@ def test_paper_v2_takes_per_model_augmentation_from_spec_c3():
 
 
 def test_finetune_and_quick():
-    f = get_recipe("finetune")
+    f = get_recipe("finetune-paper")
     assert f.steps == 10_000 and f.batch_size * f.grad_accum == 512
     assert f.peak_lr(512) == pytest.approx(0.001) and f.sched == "cosine"
     assert f.weight_decay == 0 and f.cutout and f.scale is None
+    # the everyday fine-tune: enough optimiser steps in a short run, a faster new head
+    f = get_recipe("finetune")
+    assert f.steps == 0 and f.batch_size * f.grad_accum == 32 and f.opt == "adamw"
+    assert f.peak_lr(32) == pytest.approx(1e-3) and f.head_lr_scale == 10 and f.ema_decay == 0
     q = get_recipe("quick")
     assert not q.hflip and q.img_size == 32 and q.epochs * 1437 // 64 < 1000
 

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(--recipe), then --config FILE.yaml, then these flags; it is printed at "
                        "the start and saved in the run directory.")
     g = p.add_argument_group("recipe and model")
-    g.add_argument("--recipe", default=None, help="preset: paper-v1, paper-v2, finetune, quick "
+    g.add_argument("--recipe", default=None, help="preset: paper-v1, paper-v2, finetune, finetune-paper, quick "
                    "(default quick)")
     g.add_argument("--config", type=Path, default=None,
                    help="YAML/JSON of recipe keys (a run's config.yaml works too)")
@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--compile", action="store_true", default=None)
     g.add_argument("-j", "--workers", type=int, default=None)
     g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: the cores the load average leaves free)")
+                   help="CPU threads (default: torch's, i.e. OMP_NUM_THREADS or the cores)")
     g.add_argument("--ckpt-every-steps", type=int, default=None)
     g.add_argument("--deterministic", action="store_true", default=None)
     g.add_argument("--save-samples", type=int, default=None,

@@ -78,27 +78,28 @@ def _is_bn(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
 
 
-def param_groups(model: nn.Module, weight_decay: float, exclude: str) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, exclude: str,
+                 head_lr_scale: float = 1.0) -> list[dict]:
     """Split parameters into decayed and not decayed. `exclude`: "bn" (V1: every variable except
-    BN gamma/beta, biases included), "bn_bias" (V2: no biases and no BN), "none"."""
-    decay, no_decay = [], []
+    BN gamma/beta, biases included), "bn_bias" (V2: no biases and no BN), "none".
+    With `head_lr_scale` != 1 the classifier's parameters get their own groups whose LR is the
+    schedule's times that scale (timm's `lr_scale` group key, read by `set_lr`)."""
+    head = set(model.get_classifier().parameters()) if head_lr_scale != 1 else set()
+    buckets: dict[tuple[bool, bool], list] = {}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             skip = (exclude in ("bn", "bn_bias") and _is_bn(module)) or (
                 exclude == "bn_bias" and name == "bias")
-            (no_decay if skip or weight_decay == 0 else decay).append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+            buckets.setdefault((not skip and weight_decay > 0, p in head), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decayed else 0.0,
+             "lr_scale": head_lr_scale if in_head else 1.0}
+            for (decayed, in_head), ps in sorted(buckets.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
-    groups = param_groups(model, recipe.weight_decay, recipe.wd_exclude)
+    groups = param_groups(model, recipe.weight_decay, recipe.wd_exclude, recipe.head_lr_scale)
     if recipe.opt == "rmsproptf":
         return RMSpropTF(groups, lr=lr, alpha=recipe.opt_decay, eps=recipe.opt_eps,
                          momentum=recipe.momentum)
@@ -156,5 +157,5 @@ def build_schedule(recipe: Recipe, peak: float, steps_per_epoch: int, total_step
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
