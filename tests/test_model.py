@@ -106,3 +106,43 @@ def test_init_follows_tf_initialisers():
     assert dw.std().item() == pytest.approx((2 / 25) ** 0.5, rel=0.05)
     bound = 1 / 1000**0.5
     assert model.classifier.weight.abs().max().item() <= bound
+
+
+def test_forward_features_keeps_the_callers_memory_format(b0):
+    x = torch.randn(2, 3, 64, 64)
+    y = b0.forward_features(x)
+    assert y.is_contiguous() and y.view(2, -1).shape == (2, 1280 * 2 * 2)
+    y_cl = b0.forward_features(x.contiguous(memory_format=torch.channels_last))
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, y_cl)
+
+
+def test_reset_classifier_keeps_dtype_and_config():
+    model = create_model("efficientnet_lite0", num_classes=10).to(torch.float64)
+    model.reset_classifier(5)
+    assert model.classifier.weight.dtype == torch.float64 and model.config.num_classes == 5
+    assert model.eval()(torch.randn(1, 3, 32, 32, dtype=torch.float64)).shape == (1, 5)
+
+
+def test_drop_path_draws_as_torchvision_stochastic_depth():
+    from torchvision.ops import StochasticDepth
+
+    from effnet.nn.layers import DropPath
+
+    x = torch.randn(16, 4, 3, 3)
+    torch.manual_seed(0)
+    ours = DropPath(0.3).train()(x)
+    torch.manual_seed(0)
+    assert torch.equal(ours, StochasticDepth(0.3, "row").train()(x))
+    assert torch.equal(DropPath(0.3).eval()(x), x)
+
+
+def test_import_effnet_loads_neither_torchvision_ops_nor_optuna():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import effnet"],
+                         capture_output=True, text=True, check=True).stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
+    assert not {m for m in loaded if m.startswith(("torchvision.ops", "optuna"))}
+    assert "effnet" in loaded

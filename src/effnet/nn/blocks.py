@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import StochasticDepth
 
-from .layers import ConvNormAct, NormConfig, SqueezeExcite, make_act
+from .layers import ConvNormAct, DropPath, NormConfig, SqueezeExcite, make_act
 
 
 class ResidualBlock(nn.Module):
@@ -15,7 +14,7 @@ class ResidualBlock(nn.Module):
     has_skip: bool
 
     def set_drop_path(self, rate: float) -> None:
-        self.drop_path = StochasticDepth(rate, "row") if (rate > 0 and self.has_skip) else nn.Identity()
+        self.drop_path = DropPath(rate) if (rate > 0 and self.has_skip) else nn.Identity()
 
     def add_skip(self, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.drop_path(branch) + x if self.has_skip else branch

@@ -77,3 +77,28 @@ class SqueezeExcite(nn.Module):
         s = x.mean((2, 3), keepdim=True)
         s = self.expand(self.act(self.reduce(s)))
         return x * s.sigmoid()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (SPEC A.6): in training, each sample's residual branch is dropped with
+    probability `p` and the kept ones are scaled by 1 / (1 - p). The same draws as
+    torchvision.ops.StochasticDepth(p, "row"), whose import would double the time of `import
+    effnet` (torchvision.ops loads its detection ops)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+        noise.bernoulli_(keep)
+        if keep > 0.0:
+            noise.div_(keep)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..arch.config import ModelConfig
 from ..arch.spec import NetSpec
 from .blocks import BLOCKS, ResidualBlock
 from .layers import ConvNormAct, NormConfig
@@ -26,6 +27,8 @@ class EfficientNet(nn.Module):
         self.spec = spec
         self.num_classes = num_classes
         self.in_chans = in_chans
+        self.norm = norm
+        self.tf_padding = tf_padding
         self.grad_checkpointing = False
         act = spec.act
         self.drop_path_rate = spec.drop_path if drop_path_rate is None else drop_path_rate
@@ -66,6 +69,27 @@ class EfficientNet(nn.Module):
         self.head_drop = nn.Dropout(spec.dropout if drop_rate is None else drop_rate)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         self.init_weights()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, **overrides) -> EfficientNet:
+        """The network a `ModelConfig` describes; overrides: drop_rate, drop_path_rate."""
+        return cls(config.spec, num_classes=config.num_classes, in_chans=config.in_chans,
+                   norm=NormConfig(config.bn_eps, config.bn_momentum),
+                   tf_padding=config.tf_padding, **overrides)
+
+    @property
+    def config(self) -> ModelConfig:
+        """Everything needed to rebuild this network (see `effnet.arch.config`)."""
+        return ModelConfig(self.spec, num_classes=self.num_classes, in_chans=self.in_chans,
+                           bn_eps=self.norm.eps, bn_momentum=self.norm.momentum,
+                           tf_padding=self.tf_padding)
+
+    def set_bn_eps(self, eps: float) -> None:
+        """BatchNorm eps of every layer, e.g. to match the convention of loaded weights."""
+        self.norm = NormConfig(eps, self.norm.momentum)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = eps
 
     # --- construction helpers -------------------------------------------------------------
     def _block_drop_path(self, index: int, rate: float) -> float:
@@ -108,9 +132,12 @@ class EfficientNet(nn.Module):
         self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier (TF init) on the model's device and dtype; 0 removes it."""
+        ref = next(self.parameters())  # the stem's conv: where and in what dtype the model lives
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         if num_classes:
+            self.classifier.to(device=ref.device, dtype=ref.dtype)
             bound = 1.0 / math.sqrt(num_classes)
             nn.init.uniform_(self.classifier.weight, -bound, bound)
             nn.init.zeros_(self.classifier.bias)
@@ -133,11 +160,16 @@ class EfficientNet(nn.Module):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(self._layout(x))
         for stage in self.stages:
             x = self._run_stage(stage, x)
         return self.head(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's feature map, in the memory format of `x` (the CPU layout is internal)."""
+        y = self._features(x)
+        return y if x.is_contiguous(memory_format=torch.channels_last) else y.contiguous()
 
     def forward_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Maps at strides 2, 4, 8, 16, 32 (see `feature_info`), for detection/segmentation."""
@@ -155,4 +187,4 @@ class EfficientNet(nn.Module):
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self._features(x))
