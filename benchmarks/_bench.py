@@ -44,6 +44,34 @@ def extract_subset(archive: Path, cache: Path, train_per_class: int, val_per_cla
     return dest
 
 
+def machine() -> str:
+    """CPU model, cores and memory of this machine, as one line."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []) if line.startswith("model name")]
+    model = names[0] if names else platform.processor() or platform.machine()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def stamp(command: str) -> str:
+    """The line every section starts with: git commit (marked when the tree has uncommitted
+    changes under src/ or benchmarks/, whose numbers no commit reproduces), command, machine, date."""
+    import datetime as dt
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "src", "benchmarks"):
+        commit += " + uncommitted changes (not reproducible from a commit)"
+    return (f"Commit `{commit}`; command `{command}`; {machine()}; "
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.")
+
+
 def write_section(path: Path, name: str, body: str) -> None:
     """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
