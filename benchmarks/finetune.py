@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not CIFAR_ARCHIVE.is_file():
         sys.exit(f"{CIFAR_ARCHIVE} is absent: this benchmark needs the shared CIFAR-10 archive")
+    cmd = "python benchmarks/finetune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = stamp(cmd.strip())  # at the start: the code that runs is the code of this commit
     torch.set_num_threads(args.threads)
     data = extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class)
 
@@ -182,11 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         verdict = (f"final top-1 differs by {mean_diff:+.2f} points, within the seed-paired spread "
                    f"({spread:.2f}): no verdict on accuracy.")
-    cmd = "python benchmarks/finetune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     body = "\n".join([
         "## finetune: published Lite0 weights on a CIFAR-10 subset, effnet `finetune` vs timm defaults",
         "",
-        stamp(cmd.strip()),
+        header,
         "",
         f"{args.train_per_class * 10} train / {args.val_per_class * 10} test images, upsampled to "
         f"{args.size} px, {args.epochs} epochs, {args.seeds} seed(s), {args.threads} threads; "
