@@ -11,20 +11,13 @@ import difflib
 import fnmatch
 from dataclasses import replace
 
-from .arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, NetSpec
+from .arch.spec import IMAGENET_MEAN, IMAGENET_STD, NetSpec
 from .arch.zoo import VARIANTS
 from .errors import UserError
 from .nn.layers import TF_NORM, NormConfig
 from .nn.model import EfficientNet
 
 TF_PREFIX = "tf_"
-
-
-def _tf_preprocess(spec: NetSpec) -> NetSpec:
-    # TF-trained V2 checkpoints expect (x - 0.5) / 0.5 inputs (SPEC C.7); Lite already does
-    if spec.name.startswith("efficientnetv2"):
-        return spec.with_(preprocess=replace(spec.preprocess, mean=HALF, std=HALF))
-    return spec
 
 
 def _torch_preprocess(spec: NetSpec) -> NetSpec:
@@ -54,7 +47,9 @@ def resolve(name: str) -> tuple[NetSpec, bool]:
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `effnet models`"
         raise UserError(f"unknown model {name!r}{hint}")
     spec = VARIANTS[base]
-    spec = _tf_preprocess(spec) if tf else _torch_preprocess(spec)
+    # tf_ names keep the zoo's TF preprocessing: V2-S/M/L/XL (x - 0.5) / 0.5 (SPEC C.7), V2-B0..B3
+    # ImageNet statistics (V1's legacy pipeline), Lite mean = std = 0.5
+    spec = spec if tf else _torch_preprocess(spec)
     return spec.with_(name=name), tf
 
 
@@ -74,21 +69,58 @@ def build(spec: NetSpec, num_classes: int = 1000, in_chans: int = 3, tf: bool = 
                         tf_padding=tf_padding, **overrides)
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, weights=None,
-                 adapt: bool = False, **overrides) -> EfficientNet:
+def create_model(name: str, num_classes: int | None = None, in_chans: int = 3, weights=None,
+                 adapt: bool = False, pretrained: bool | str = False, **overrides) -> EfficientNet:
     """Build a named model; `weights` (a .pth/.safetensors path or a state dict from effnet,
     timm, torchvision or lukemelas) are loaded with their key map detected automatically.
+
+    `pretrained=True` loads the model's default published weights, `pretrained="arch.tag"` a
+    given row of `effnet models --pretrained`, and sets the model's preprocessing (and BN eps) to
+    the ones those weights were trained with; a tagged name ("efficientnet_b0.ra_in1k") selects the
+    row too, as in timm.
+    As in timm, a class count or in_chans other than the weights' starts a new classifier / adapts
+    the first conv. num_classes defaults to the weights' (else 1000).
 
     overrides: drop_rate, drop_path_rate, bn_eps, bn_momentum, tf_padding.
     `adapt=True` resets a classifier of another class count and adapts the first conv to
     `in_chans` instead of failing on the mismatch.
     """
+    row = _pretrained_row(name, pretrained)
+    if row is not None:
+        name = row.model
+        if pretrained:
+            if weights is not None:
+                raise UserError("give either weights or pretrained, not both")
+            from .pretrained import resolve_pretrained
+
+            weights = resolve_pretrained(row)[1]
+            adapt = True  # as timm: another class count / in_chans starts a new head / adapts
+    if num_classes is None:
+        num_classes = row.num_classes if row is not None else 1000
     if num_classes < 0 or in_chans < 1:
         raise UserError(f"num_classes must be >= 0 and in_chans >= 1 (got {num_classes}, {in_chans})")
     spec, tf = resolve(name)
+    if row is not None:
+        spec = spec.with_(preprocess=row.preprocess)  # preprocessing travels with the weights
+        if row.bn_eps is not None:
+            overrides.setdefault("bn_eps", row.bn_eps)
     model = build(spec, num_classes, in_chans, tf=tf, **overrides)
     if weights is not None:
         from .weights import load_weights
 
         load_weights(model, weights, adapt=adapt)
     return model
+
+
+def _pretrained_row(name: str, pretrained: bool | str):
+    """The pretrained row create_model follows: the tag in `pretrained` or in the name
+    ("efficientnet_b0.ra_in1k", as timm: without pretrained=True only its preprocessing is used),
+    or the model's default row for pretrained=True."""
+    if not pretrained and "." not in name:
+        return None
+    from .pretrained import find_pretrained
+
+    row = find_pretrained(pretrained if isinstance(pretrained, str) else name)
+    if name not in (row.tag, row.model, row.arch):
+        raise UserError(f"pretrained weights {row.tag} are for {row.model}, not {name}")
+    return row
