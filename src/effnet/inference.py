@@ -16,14 +16,22 @@ from .weights import load_weights, read_metadata
 RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
 
 
-def load_for_inference(model_name: str | None, weights: Path | None,
-                       num_classes: int | None = None) -> tuple[EfficientNet, list[str] | None]:
+def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
+                       pretrained: str | None = None) -> tuple[EfficientNet, list[str] | None]:
     """An eval-mode model and its class names (None when unknown).
+
+    `pretrained` (a tag or model name of `effnet models --pretrained`) loads published weights
+    with the preprocessing they were trained with, instead of `weights`.
 
     With a `spec.json` beside the weights (a run of `effnet train`) the network is rebuilt from it,
     so scaled or searched models need no name. Otherwise the class count comes from `num_classes`,
     the weights' metadata, or 1000.
     """
+    if pretrained is not None:
+        if weights is not None:
+            raise UserError("give either --weights or --pretrained, not both")
+        return create_model(model_name or pretrained, num_classes=num_classes,
+                            pretrained=pretrained).eval(), None
     classes = None
     run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
     if weights is not None and not weights.exists():

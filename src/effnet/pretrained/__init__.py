@@ -39,7 +39,9 @@ def find_pretrained(name: str) -> PretrainedWeights:
     row = next((r for r in ROWS if name in (r.model, r.arch)), None)
     if row is not None:
         return row
-    close = difflib.get_close_matches(name, [*_BY_TAG, *{r.model for r in ROWS}], n=3, cutoff=0.6)
+    same_arch = [r.tag for r in ROWS if r.arch == name.split(".")[0]]
+    close = same_arch or difflib.get_close_matches(name, [*_BY_TAG, *{r.model for r in ROWS}], n=3,
+                                                   cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `effnet models --pretrained`"
     raise UserError(f"no pretrained weights named {name!r}{hint}")
 
