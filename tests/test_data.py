@@ -274,13 +274,15 @@ def gradient(width: int = 200, height: int = 100) -> Image.Image:
     return Image.fromarray((a * 255).round().astype(np.uint8))
 
 
-@pytest.mark.parametrize("crop_pct, span_x, span_y", [
-    (0.875, (36.5 / 128, 91.5 / 128), (4.5 / 64, 59.5 / 64)),  # short side 56/0.875 = 64
-    (1.0, (0.5 / 56, 55.5 / 56), (0.5 / 56, 55.5 / 56)),      # squashed, nothing cut
+@pytest.mark.parametrize("crop_pct, mode, span_x, span_y", [
+    (0.875, "center", (36.5 / 128, 91.5 / 128), (4.5 / 64, 59.5 / 64)),  # short side 56/0.875 = 64
+    (1.0, "center", (28.5 / 112, 83.5 / 112), (0.5 / 56, 55.5 / 56)),     # short side 56, sides cut
+    (1.0, "squash", (0.5 / 56, 55.5 / 56), (0.5 / 56, 55.5 / 56)),        # squashed, nothing cut
+    (0.875, "squash", (4.5 / 64, 59.5 / 64), (4.5 / 64, 59.5 / 64)),      # 64 x 64, then crop 56
 ])
-def test_eval_transform_crop_geometry(crop_pct, span_x, span_y):
+def test_eval_transform_crop_geometry(crop_pct, mode, span_x, span_y):
     pre = Preprocess(56, 56, crop_pct=crop_pct, interpolation="bilinear",
-                     mean=(0.0,) * 3, std=(1.0,) * 3)
+                     mean=(0.0,) * 3, std=(1.0,) * 3, crop_mode=mode)
     out = eval_transform(pre, 56)(gradient())
     assert out.shape == (3, 56, 56)
     red, green = out[0].mean(0), out[1].mean(1)  # per column, per row

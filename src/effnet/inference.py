@@ -16,15 +16,23 @@ from .weights import load_weights, read_metadata, saved_config
 RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
 
 
-def load_for_inference(model_name: str | None, weights: Path | None,
-                       num_classes: int | None = None) -> tuple[EfficientNet, list[str] | None]:
+def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
+                       pretrained: str | None = None) -> tuple[EfficientNet, list[str] | None]:
     """An eval-mode model and its class names (None when unknown).
 
-    The network is rebuilt from the weights' own model config when there is one: a run's
+    `pretrained` (a tag or model name of `effnet models --pretrained`) loads published weights
+    with the preprocessing they were trained with, instead of `weights`.
+
+    Otherwise the network is rebuilt from the weights' own model config when there is one: a run's
     `spec.json` beside the weights, or the config effnet writes into every safetensors file. So
     scaled, searched or fine-tuned models need no name and keep the BN settings they were trained
     with. Otherwise `model_name` is built with the class count of `num_classes`, the weights, or 1000.
     """
+    if pretrained is not None:
+        if weights is not None:
+            raise UserError("give either --weights or --pretrained, not both")
+        return create_model(model_name or pretrained, num_classes=num_classes,
+                            pretrained=pretrained).eval(), None
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
     classes = None

@@ -16,20 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .arch.config import ModelConfig, read_config_file
-from .arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, NetSpec
+from .arch.spec import IMAGENET_MEAN, IMAGENET_STD, NetSpec
 from .arch.zoo import VARIANTS
 from .errors import UserError
 from .nn.layers import TF_NORM, NormConfig
 from .nn.model import EfficientNet
 
 TF_PREFIX = "tf_"
-
-
-def _tf_preprocess(spec: NetSpec) -> NetSpec:
-    # TF-trained V2 checkpoints expect (x - 0.5) / 0.5 inputs (SPEC C.7); Lite already does
-    if spec.name.startswith("efficientnetv2"):
-        return spec.with_(preprocess=replace(spec.preprocess, mean=HALF, std=HALF))
-    return spec
 
 
 def _torch_preprocess(spec: NetSpec) -> NetSpec:
@@ -76,7 +69,9 @@ def resolve(name: str) -> tuple[NetSpec, bool]:
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `effnet models`"
         raise UserError(f"unknown model {name!r}{hint}")
     spec = VARIANTS[base]
-    spec = _tf_preprocess(spec) if tf else _torch_preprocess(spec)
+    # tf_ names keep the zoo's TF preprocessing: V2-S/M/L/XL (x - 0.5) / 0.5 (SPEC C.7), V2-B0..B3
+    # ImageNet statistics (V1's legacy pipeline), Lite mean = std = 0.5
+    spec = spec if tf else _torch_preprocess(spec)
     return spec.with_(name=name), tf
 
 
@@ -114,19 +109,56 @@ def build(spec: NetSpec, num_classes: int = 1000, in_chans: int = 3, tf: bool = 
                         tf_padding=tf_padding, **overrides)
 
 
+def _pretrained_row(name: str, pretrained: bool | str):
+    """The pretrained row create_model follows: the tag in `pretrained` or in the name
+    ("efficientnet_b0.ra_in1k", as timm: without pretrained=True only its preprocessing is used),
+    or the model's default row for pretrained=True."""
+    if not pretrained and ("." not in name or is_config_file(name)):
+        return None
+    from .pretrained import find_pretrained
+
+    row = find_pretrained(pretrained if isinstance(pretrained, str) else name)
+    if name not in (row.tag, row.model, row.arch):
+        raise UserError(f"pretrained weights {row.tag} are for {row.model}, not {name}")
+    return row
+
+
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
-                 weights=None, adapt: bool = False, **overrides) -> EfficientNet:
+                 weights=None, adapt: bool = False, pretrained: bool | str = False,
+                 **overrides) -> EfficientNet:
     """Build a named model (or the model a config/spec JSON file describes); `weights` (a
     .pth/.safetensors path or a state dict from effnet, timm, torchvision or lukemelas) are loaded
     with their key map detected automatically.
 
-    num_classes / in_chans default to the config's (1000 / 3 for a zoo name).
+    `pretrained=True` loads the model's default published weights, `pretrained="arch.tag"` a
+    given row of `effnet models --pretrained`, and sets the model's preprocessing (and BN eps) to
+    the ones those weights were trained with; a tagged name ("efficientnet_b0.ra_in1k") selects the
+    row too, as in timm. As in timm, a class count or in_chans other than the weights' starts a new
+    classifier / adapts the first conv.
+
+    num_classes / in_chans default to the weights' or the config's (1000 / 3 for a zoo name).
     overrides: drop_rate, drop_path_rate, bn_eps, bn_momentum, tf_padding.
     `adapt=True` resets a classifier of another class count and adapts the first conv to
     `in_chans` instead of failing on the mismatch.
     """
+    row = _pretrained_row(name, pretrained)
+    if row is not None:
+        name = row.model
+        if pretrained:
+            if weights is not None:
+                raise UserError("give either weights or pretrained, not both")
+            from .pretrained import resolve_pretrained
+
+            weights = resolve_pretrained(row)[1]
+            adapt = True
+        if num_classes is None:
+            num_classes = row.num_classes
+        if row.bn_eps is not None:
+            overrides.setdefault("bn_eps", row.bn_eps)
     config = model_config(name, num_classes, in_chans, overrides.pop("bn_eps", None),
                           overrides.pop("bn_momentum", None))
+    if row is not None:  # preprocessing travels with the weights
+        config = config.with_(spec=config.spec.with_(preprocess=row.preprocess))
     if "tf_padding" in overrides:
         config = config.with_(tf_padding=bool(overrides.pop("tf_padding")))
     model = EfficientNet.from_config(config, **overrides)

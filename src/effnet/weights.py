@@ -88,6 +88,8 @@ def _torchvision_top(num_stages: int) -> dict[str, str]:
 LUKEMELAS_BN_EPS = 1e-3  # TF ports: V1 and Lite
 TORCHVISION_V1_BN_EPS = 1e-5
 TORCHVISION_V2_BN_EPS = 1e-3
+# torchvision builds B5-B7 with eps 1e-3 too: their weights are lukemelas' TF ports
+TORCHVISION_EPS_1E3_V1 = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
 
 _ADAPTABLE = ("classifier.weight", "classifier.bias")  # plus the first conv's weight
 
@@ -377,7 +379,9 @@ def _source_bn_eps(fmt: str, model: nn.Module, meta: Mapping[str, str]) -> float
         return LUKEMELAS_BN_EPS
     if fmt == "torchvision":
         v2 = any(s.block == "fused" for s in model.spec.stages)
-        return TORCHVISION_V2_BN_EPS if v2 else TORCHVISION_V1_BN_EPS
+        if v2 or model.spec.name.removeprefix("tf_") in TORCHVISION_EPS_1E3_V1:
+            return TORCHVISION_V2_BN_EPS
+        return TORCHVISION_V1_BN_EPS
     if fmt == "effnet" and "config" in meta:
         return saved_config(meta).bn_eps
     if fmt == "effnet" and "bn_eps" in meta:  # files written before the config was saved

@@ -63,6 +63,16 @@ class Preprocess:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # eval: "center" keeps the aspect ratio (resize the short side); "squash" resizes both sides to
+    # eval_size / crop_pct first, as V2's eval at >= 320 px (SPEC C.7) and timm's crop_mode do
+    crop_mode: str = "center"
+
+    def __post_init__(self) -> None:
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"unknown crop_mode {self.crop_mode!r}; expected one of {CROP_MODES}")
+
+
+CROP_MODES = ("center", "squash")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -170,6 +180,8 @@ def spec_to_dict(spec: NetSpec) -> dict:
 def spec_from_dict(d: dict) -> NetSpec:
     pre = dict(d["preprocess"])
     pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
+    if "crop_mode" not in pre:  # written before crop_mode existed: crop_pct >= 1 meant squash
+        pre["crop_mode"] = "squash" if pre["crop_pct"] >= 1.0 else "center"
     return NetSpec(
         name=d["name"], stem=Stem(**d["stem"]), stages=tuple(Stage(**s) for s in d["stages"]),
         head=d["head"], act=d["act"], dropout=d["dropout"], drop_path=d["drop_path"],

@@ -129,9 +129,13 @@ LITE_ROUNDING = Rounding(ten_percent_guard=True, fixed_stem_head=True, fixed_end
 V2_ROUNDING = Rounding(ten_percent_guard=False)
 
 
+CROP_PADDING = 32  # TPU preprocessing.py: the eval crop is padded by a fixed 32 px at every size
+
+
 def crop_pct_tpu(size: int) -> float:
-    """TPU eval crop: side size/(size + crop_padding) of the short side, crop_padding ~ size/7."""
-    return size / (size + round(size * (1 / 0.875 - 1)))
+    """TPU eval crop: the center size/(size + 32) of the short side (B0@224: 0.875, B3@300: 0.904,
+    B7@600: 0.949), as timm's tf_ configs say."""
+    return size / (size + CROP_PADDING)
 
 
 def v1_base() -> NetSpec:
@@ -178,7 +182,7 @@ def _lite(key: str) -> NetSpec:
 
 def _v2_eval_crop(size: int) -> float:
     """AML V2 eval: below 320 px a size/(size+32) center crop, from 320 px a plain resize."""
-    return 1.0 if size >= 320 else size / (size + 32)
+    return 1.0 if size >= 320 else crop_pct_tpu(size)
 
 
 def _v2(key: str) -> NetSpec:
@@ -187,12 +191,12 @@ def _v2(key: str) -> NetSpec:
         spec = NetSpec(f"efficientnetv2_{key}", Stem(stem), stages, head=1280, act="silu",
                        dropout=drop, rounding=V2_ROUNDING)
         pre = Preprocess(train, evl, crop_pct=_v2_eval_crop(evl), interpolation="bilinear",
-                         mean=HALF, std=HALF)
+                         mean=HALF, std=HALF, crop_mode="squash" if evl >= 320 else "center")
     else:
         w, d, train, evl, drop = V2_COEFFICIENTS[key]
         spec = scale(v2_base(), width=w, depth=d, dropout=drop, name=f"efficientnetv2_{key}")
         # B0-B3 use the V1 legacy pipeline "for fair comparison to EfficientNetV1" (SPEC C.7)
-        pre = Preprocess(train, evl, crop_pct=0.875, interpolation="bicubic",
+        pre = Preprocess(train, evl, crop_pct=crop_pct_tpu(evl), interpolation="bicubic",
                          mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return spec.with_(preprocess=pre)
 

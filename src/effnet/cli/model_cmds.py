@@ -13,6 +13,8 @@ from ..errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list models: params, GMACs at eval size, resolutions")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the published weights (tags for --pretrained) with their top-1")
     p.set_defaults(run=cmd_models)
 
     p = sub.add_parser("scale", help="compound-scale a base network and show the result")
@@ -40,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="model name; optional when a spec.json (from `effnet train`) sits beside --weights")
     p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--pretrained", default=None, metavar="TAG",
+                   help="published weights by tag or model name (see `effnet models --pretrained`)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(run=cmd_predict)
@@ -55,6 +59,8 @@ def cmd_models(args) -> int:
     from ..models import get_spec, list_models
     from ..tools.profile import count_macs, count_params
 
+    if args.pretrained:
+        return _list_pretrained(args.pattern)
     names = list_models(args.pattern)
     if not names:
         raise UserError(f"no model matches {args.pattern!r}; try `effnet models`")
@@ -66,6 +72,28 @@ def cmd_models(args) -> int:
                      f"{count_macs(spec, pre.eval_size) / 1e9:.3f}",
                      str(pre.train_size), str(pre.eval_size), f"{pre.crop_pct:.3f}", pre.interpolation))
     print(_table(rows))
+    return 0
+
+
+def _list_pretrained(pattern: str) -> int:
+    from ..models import get_spec
+    from ..pretrained import default_tag, list_pretrained
+    from ..tools.profile import count_params
+
+    rows = list_pretrained(pattern)
+    if not rows:
+        raise UserError(f"no pretrained weights match {pattern!r}; try `effnet models --pretrained`")
+    table = [("tag", "effnet model", "top-1 %", "params (M)", "eval px", "crop", "interp", "license")]
+    for r in rows:
+        pre = r.preprocess
+        mark = " *" if default_tag(r.model) == r.tag else ""
+        table.append((r.tag + mark, r.model, f"{r.top1:.2f}" if r.top1 is not None else "-",
+                      f"{count_params(get_spec(r.model), r.num_classes) / 1e6:.2f}", str(pre.eval_size),
+                      f"{pre.crop_pct:.3f}" + (" squash" if pre.crop_mode == "squash" else ""),
+                      pre.interpolation, r.license))
+    print(_table(table))
+    print("* the model's default (pretrained=True); top-1: ImageNet-1k val as published by timm / "
+          "torchvision at the eval size")
     return 0
 
 
@@ -128,7 +156,7 @@ def cmd_predict(args) -> int:
     from ..weights import imagenet_classes
 
     _positive("--topk", args.topk)
-    model, classes = load_for_inference(args.model, args.weights, args.num_classes)
+    model, classes = load_for_inference(args.model, args.weights, args.num_classes, args.pretrained)
     if classes is None and model.num_classes == 1000:
         classes = imagenet_classes()
     k = min(args.topk, model.num_classes)

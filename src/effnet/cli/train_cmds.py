@@ -107,7 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="top-1/top-5 of weights on a dataset's val split")
     p.add_argument("--model", default=None,
                    help="model name; optional when spec.json (from `effnet train`) sits beside --weights")
-    p.add_argument("--weights", type=Path, required=True, help="weights file or a run directory")
+    p.add_argument("--weights", type=Path, default=None, help="weights file or a run directory")
+    p.add_argument("--pretrained", default=None, metavar="TAG",
+                   help="published weights by tag or model name instead of --weights")
     p.add_argument("--data", default=None, help="as for train (default: built-in digits)")
     p.add_argument("--val-split", type=float, default=None)
     p.add_argument("--download", action="store_true")
@@ -210,21 +212,31 @@ def cmd_eval(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1 (got {args.batch_size})")
-    weights = args.weights
-    if weights.is_dir():
-        weights = weights / "best.safetensors"
-    if not weights.is_file():
-        raise UserError(f"no such weights file: {weights}")
-    model_name = None if (weights.parent / RUN_SPEC_FILE).is_file() else args.model
+    if args.pretrained is not None:
+        if args.weights is not None:
+            raise UserError("give either --weights or --pretrained, not both")
+        files, model_name = [("pretrained", args.pretrained)], args.model
+    else:
+        if args.weights is None:
+            raise UserError("--weights or --pretrained is required")
+        weights = args.weights
+        if weights.is_dir():
+            weights = weights / "best.safetensors"
+        if not weights.is_file():
+            raise UserError(f"no such weights file: {weights}")
+        model_name = None if (weights.parent / RUN_SPEC_FILE).is_file() else args.model
+        ema = _ema_sibling(weights)
+        files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
     splits = load_data(args.data, val_split=args.val_split, download=args.download,
                        strict=args.strict)
-    ema = _ema_sibling(weights)
-    files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
     world = World(device=pick_device(args.device))
     rows = []
     for label, path in files:
-        model, classes = load_for_inference(model_name, path, args.num_classes or (
-            len(splits.classes) if model_name else None))
+        if label == "pretrained":  # the published class count unless --num-classes says otherwise
+            model, classes = load_for_inference(model_name, None, args.num_classes, pretrained=path)
+        else:
+            model, classes = load_for_inference(model_name, path, args.num_classes or (
+                len(splits.classes) if model_name else None))
         if model.num_classes < len(splits.classes):
             raise UserError(f"{path} has {model.num_classes} classes but {splits.name} has "
                             f"{len(splits.classes)}")

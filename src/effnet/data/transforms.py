@@ -147,13 +147,11 @@ def train_transform(pre: Preprocess, size: int, *, randaug_magnitude: float | No
 
 
 def eval_transform(pre: Preprocess, size: int) -> v2.Compose:
-    """PIL RGB image -> float32 (3, size, size) tensor: resize the short side to
-    floor(size / crop_pct) and center crop size (timm's rule); crop_pct >= 1 squashes the whole
-    image to size x size, as V2's eval at >= 320 px does (SPEC C.7)."""
+    """PIL RGB image -> float32 (3, size, size) tensor, as timm evaluates: resize to
+    floor(size / crop_pct) (the short side for crop_mode "center", both sides for "squash", as
+    V2's eval at >= 320 px, SPEC C.7) and center crop size."""
     interp = _interpolation(pre.interpolation)
-    if pre.crop_pct >= 1.0:
-        steps = [v2.Resize((size, size), interpolation=interp, antialias=True)]
-    else:
-        steps = [v2.Resize(math.floor(size / pre.crop_pct), interpolation=interp, antialias=True),
-                 v2.CenterCrop(size)]
+    scale = math.floor(size / pre.crop_pct)
+    steps = [v2.Resize((scale, scale) if pre.crop_mode == "squash" else scale, interpolation=interp,
+                       antialias=True), v2.CenterCrop(size)]
     return v2.Compose(steps + _to_normalised(pre))
