@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--phi", type=float, default=None, help="compound-scale the model by phi")
     g.add_argument("--width", type=float, default=None, help="width multiplier (with --depth)")
     g.add_argument("--depth", type=float, default=None, help="depth multiplier (with --width)")
+    g.add_argument("--pretrained", default=None, metavar="TAG",
+                   help="start from published weights (a row of `effnet models --pretrained`, "
+                   "e.g. tf_efficientnet_lite0.in1k); sets --model and their preprocessing")
     g.add_argument("--weights", default=None, help="initial weights (fine-tuning)")
     g.add_argument("--adapt", action="store_true", default=None,
                    help="new classifier / first conv when --weights do not fit")
@@ -178,6 +181,10 @@ def build_run(args):
         opts = RunOptions(**{**{k: v for k, v in saved_rt.items() if k in known}, **runtime,
                              "resume": str(run)})
         return recipe, opts
+    if args.pretrained is not None and "model" not in changes:
+        from ..pretrained import find_pretrained
+
+        changes["model"] = find_pretrained(args.pretrained).model
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     if "model" in changes:
         recipe = override(recipe, {"model": changes["model"]}, "command line")

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..arch.scaling import scale, scale_compound
-from ..arch.spec import NetSpec
+from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
 from ..inference import RUN_SPEC_FILE
 from ..models import load_config_file, model_config, resolve
@@ -77,6 +77,7 @@ class RunOptions:
     output: str | None = None  # run directory; default runs/<timestamp>-<model>
     resume: str | None = None
     weights: str | None = None  # initial weights (fine-tuning)
+    pretrained: str | None = None  # published weights by tag (effnet.pretrained), with their preprocessing
     adapt: bool = False
     num_classes: int | None = None
     device: str | None = None  # auto: cuda:<local rank> when available
@@ -110,11 +111,14 @@ class RunOptions:
 
 
 # --- model of a recipe -------------------------------------------------------------------------
-def make_spec(recipe: Recipe) -> tuple[NetSpec, bool]:
+def make_spec(recipe: Recipe, preprocess: Preprocess | None = None) -> tuple[NetSpec, bool]:
     """The network a recipe names: a zoo model, compound-scaled by `phi` or scaled by width/depth
     multipliers, with the recipe's image sizes and regularisation written into the spec so that
-    the saved spec rebuilds the same network and preprocessing."""
+    the saved spec rebuilds the same network and preprocessing. `preprocess`: that of the weights
+    the run starts from, instead of the architecture's."""
     spec, tf = resolve(recipe.model)
+    if preprocess is not None:
+        spec = spec.with_(preprocess=preprocess)
     if recipe.phi is not None and (recipe.width is not None or recipe.depth is not None):
         raise UserError("give either --phi or --width/--depth, not both")
     try:
@@ -138,9 +142,23 @@ def make_spec(recipe: Recipe) -> tuple[NetSpec, bool]:
 
 
 def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
-                adapt: bool = False) -> EfficientNet:
-    spec, _ = make_spec(recipe)
-    config = model_config(recipe.model, num_classes=num_classes, bn_eps=recipe.bn_eps,
+                adapt: bool = False, pretrained: str | None = None) -> EfficientNet:
+    """The recipe's network, with `weights` (a file) or `pretrained` (a published row, whose
+    preprocessing and BN eps it takes; a new classifier for another class count) loaded."""
+    row = None
+    if pretrained is not None:
+        from ..pretrained import resolve_pretrained
+
+        if weights is not None:
+            raise UserError("give either --weights or --pretrained, not both")
+        row, path = resolve_pretrained(pretrained)
+        if resolve(recipe.model)[0].name != row.model:
+            raise UserError(f"--pretrained {row.tag} holds weights for {row.model}, "
+                            f"not --model {recipe.model}")
+        weights, adapt = str(path), True
+    spec, _ = make_spec(recipe, row.preprocess if row is not None else None)
+    bn_eps = recipe.bn_eps if recipe.bn_eps is not None else (row.bn_eps if row is not None else None)
+    config = model_config(recipe.model, num_classes=num_classes, bn_eps=bn_eps,
                           bn_momentum=recipe.bn_momentum).with_(spec=spec)
     model = EfficientNet.from_config(config)
     if weights is not None:
@@ -252,7 +270,8 @@ class Trainer:
         if o.resume:  # the network that was trained, BN settings of its weights included
             model = EfficientNet.from_config(load_config_file(str(self.run_dir / RUN_SPEC_FILE)))
         else:
-            model = build_model(r, n_classes, weights=o.weights, adapt=o.adapt)
+            model = build_model(r, n_classes, weights=o.weights, adapt=o.adapt,
+                                pretrained=o.pretrained)
         self.spec = model.spec
         self.batch_mixer_fn = batch_mixer
         self.workers = o.workers if o.workers is not None else (0 if w.device.type == "cpu" else 8)
