@@ -22,10 +22,14 @@ def test_paper_v1_is_the_tpu_recipe():
     assert (r.lr, r.lr_base_size, r.warmup_epochs, r.decay_rate, r.decay_epochs, r.sched) == (
         0.016, 256, 5.0, 0.97, 2.4, "step")
     assert (r.weight_decay, r.wd_exclude) == (1e-5, "bn")
-    assert (r.ema_decay, r.ema_warmup, r.label_smoothing, r.drop_path) == (0.9999, True, 0.1, 0.2)
-    assert (r.bn_momentum, r.bn_eps, r.dropout) == (0.01, 1e-3, None)  # dropout: per variant
+    assert (r.ema_decay, r.ema_warmup, r.label_smoothing) == (0.9999, True, 0.1)
+    # dropout and stochastic depth: the model's own (0.2 survival drop for every EfficientNet)
+    assert (r.bn_momentum, r.bn_eps, r.dropout, r.drop_path) == (0.01, 1e-3, None, None)
     spec, _ = make_spec(override(r, {"model": "efficientnet_b4"}))
     assert spec.dropout == 0.4 and spec.drop_path == 0.2
+    # the V1 baselines train as they were published: no stochastic depth
+    for baseline in ("resnet50", "mobilenetv2_100"):
+        assert make_spec(override(r, {"model": baseline}))[0].drop_path == 0.0
 
 
 def test_paper_v2_takes_per_model_augmentation_from_spec_c3():

@@ -57,9 +57,9 @@ class Recipe:
     # regularisation
     label_smoothing: float = 0.1
     dropout: float | None = None
-    drop_path: float | None = 0.2
-    bn_momentum: float | None = 0.01  # PyTorch sense: 1 - TF momentum (SPEC G.1)
-    bn_eps: float | None = 1e-3
+    drop_path: float | None = None
+    bn_momentum: float | None = None  # PyTorch sense: 1 - TF momentum (SPEC G.1)
+    bn_eps: float | None = None
     ema_decay: float = 0.9999  # 0 = no EMA
     ema_warmup: bool = True  # TF: decay min(ema_decay, (1 + t) / (10 + t))
     # data and augmentation
@@ -240,6 +240,8 @@ PAPER_V1 = Recipe(
     # The paper trained at a global batch of 4096 on TPUs; here batch_size is per process and the
     # LR follows the global batch (batch_size * processes * grad_accum) linearly.
     name="paper-v1",
+    bn_momentum=0.01,
+    bn_eps=1e-3,
 )
 
 PAPER_V2 = replace(
@@ -290,7 +292,6 @@ FINETUNE = Recipe(
     ema_decay=0.0,
     bn_momentum=None,  # fine-tuning keeps the BN conventions of the model the weights come from
     bn_eps=None,
-    drop_path=None,
     scale=(0.25, 1.0),
     train_size_ratio=0.875,
 )
@@ -316,8 +317,6 @@ FINETUNE_PAPER = Recipe(
     weight_decay=0.0,
     wd_exclude="bn_bias",
     ema_decay=0.9996,
-    bn_momentum=None,
-    bn_eps=None,
     scale=None,  # the `ft` pipeline resizes without cropping
     cutout=True,
 )
