@@ -36,11 +36,11 @@ def _torchvision_file(tmp_path):
     return path
 
 
-def _run(tmp_path, name, epochs, weights=None, resume=None):
+def _run(tmp_path, name, epochs, weights=None, resume=None, samples=0):
     recipe = override(get_recipe("finetune"), {**RECIPE, "epochs": epochs})
     opts = RunOptions(output=str(tmp_path / name), weights=weights and str(weights), resume=resume,
                       train_subset=256, progress=False, tensorboard=False,
-                      deterministic=True, threads=1)
+                      deterministic=True, threads=1, save_samples=samples)
     return train(recipe, opts)
 
 
@@ -50,7 +50,7 @@ def test_resumed_finetune_keeps_torchvision_bn_eps_and_is_exact(tmp_path, capsys
     with pytest.warns(UserWarning, match="BatchNorm eps 0.001"):
         _run(tmp_path, "ref", epochs=2, weights=weights)
     with pytest.warns(UserWarning, match="BatchNorm eps 0.001"):
-        _run(tmp_path, "run", epochs=1, weights=weights)
+        _run(tmp_path, "run", epochs=1, weights=weights, samples=1)
     config = json.loads((tmp_path / "run" / "spec.json").read_text())["config"]
     assert config["bn_eps"] == 1e-3
 
@@ -67,5 +67,9 @@ def test_resumed_finetune_keeps_torchvision_bn_eps_and_is_exact(tmp_path, capsys
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["eval", "--weights", str(tmp_path / "run" / "best.safetensors")]) == 0
+        image = next((tmp_path / "run" / "samples").glob("*.png"))
+        assert main(["predict", str(image), "--weights", str(tmp_path / "run" / "best.safetensors"),
+                     "--topk", "1"]) == 0
     out = capsys.readouterr().out
     assert f" {float(logged['top1']):.2f} " in out
+    assert image.name in out
