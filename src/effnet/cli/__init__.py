@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import UserError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     try:
         return int(args.run(args) or 0)
     except UserError as e:
