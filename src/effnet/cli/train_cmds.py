@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -187,7 +188,23 @@ def build_run(args):
     if args.config is not None:
         recipe = override(recipe, read_config(args.config), str(args.config))
     recipe = override(recipe, changes, "command line")
-    return recipe, RunOptions(**runtime)
+    return recipe, RunOptions(**{**runtime, **_elastic_restart(args)})
+
+
+def _elastic_restart(args) -> dict:
+    """Under `torchrun --max-restarts N`, a restarted worker runs the same command line again: it
+    continues its --output from the last checkpoint (the trainer checks the recipe is the same)."""
+    import os
+
+    from ..train.checkpoint import CKPT_DIR, POINTER
+
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if not restart or not args.output or not (Path(args.output) / CKPT_DIR / POINTER).is_file():
+        return {}
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"effnet: torchrun restart {restart}: resuming {args.output} from its last checkpoint",
+              file=sys.stderr, flush=True)
+    return {"resume": args.output}
 
 
 def cmd_train(args) -> int:
