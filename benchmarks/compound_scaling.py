@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
 
-    from effnet.arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+    from effnet.arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, read_coeffs
     from effnet.search.compound import prepare_base
-    from effnet.search.experiment import print_table, read_coeffs, run_experiment, verdict
+    from effnet.search.experiment import print_table, run_experiment, verdict
     from effnet.search.proxy import Proxy
 
     ratios = sorted({float(r) for r in args.ratio.split(",")})

@@ -81,7 +81,7 @@ def test_predict_published_lite0(capsys, tmp_path, lite0_weights):
     (["predict", "x.jpg", "--model", "efficientnet_b0", "--weights", "/nonexistent.pth"],
      "no such weights file"),
     (["schedule", "v2-q"], "unknown schedule"),
-    (["profile", "efficientnet_b0", "--batch", "0"], "--batch must be >= 1"),
+    (["profile", "efficientnet_b0", "--batch", "0"], "--batch: must be >= 1"),
 ])
 def test_user_errors_are_one_line_exit_2(capsys, argv, message):
     code, _, err = run(capsys, *argv)

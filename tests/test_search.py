@@ -103,7 +103,7 @@ def test_cli_three_candidate_search_writes_best_json(tmp_path, capsys):
      "cannot open study storage sqlite:////no/such/dir/study.db"),
     (["--base", "efficientnet_b0", "--storage", "nosuchdb://host/x"],
      "cannot open study storage nosuchdb://host/x"),
-    (["--base", "efficientnet_b0", "--budget-epochs", "0"], "--budget-epochs must be >= 1"),
+    (["--base", "efficientnet_b0", "--budget-epochs", "0"], "--budget-epochs: must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
     code = main(["search", "compound", *argv, "--output", str(tmp_path / "o"), "--no-progress"])

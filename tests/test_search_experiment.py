@@ -64,7 +64,7 @@ def test_cli_scaling_experiment_writes_table_and_plot(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--target-flops-ratio", "1"], "--target-flops-ratio must be > 1"),
     (["--target-flops-ratio", "two"], "--target-flops-ratio expects numbers"),
-    (["--target-flops-ratio", "2", "--coeffs", "/no/such/best.json"], "no such coefficients file"),
+    (["--target-flops-ratio", "2", "--coeffs", "/no/such/best.json"], "no such file"),
     (["--target-flops-ratio", "2", "--base", "resnet5"], "unknown model 'resnet5'"),
 ])
 def test_experiment_bad_input_one_line_exit_2(extra, message, capsys, tmp_path):

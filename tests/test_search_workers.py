@@ -1,5 +1,6 @@
 """The search study survives interruptions and shares work: restart after k trials, two worker
-processes on one SQLite study, and a worker killed mid-trial."""
+processes on one SQLite study training at the same time, and a worker killed mid-trial (trials
+are slowed by EFFNET_TEST_TRIAL_DELAY_S so that overlap and the kill are certain, not lucky)."""
 
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from effnet.search.compound import SearchConfig, run_search
+from effnet.search.compound import TRIAL_DELAY_ENV, SearchConfig, run_search
 from effnet.search.proxy import Proxy
 
 STUDY = "compound-efficientnet_b0-phi1"
@@ -66,13 +67,19 @@ def test_interrupted_study_resumes_with_exactly_the_remaining_trials(tmp_path):
     assert second.best.result["top1"] == max(t.value for t in trials)
 
 
+def _intervals_overlap(a, b) -> bool:
+    return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+
+
 @pytest.mark.slow
-def test_two_workers_never_train_the_same_grid_point(tmp_path):
+def test_two_workers_share_the_grid_concurrently_and_never_train_the_same_point(tmp_path):
     out = tmp_path / "shared"
     out.mkdir()
-    procs = [subprocess.Popen(cli_args(out), env=env(), stdout=subprocess.PIPE,
+    # each claimed trial lasts >= 4 s, so a worker that starts a few seconds late still gets work
+    slow = {**env(), TRIAL_DELAY_ENV: "4"}
+    procs = [subprocess.Popen(cli_args(out), env=slow, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [p.communicate(timeout=240) for p in procs]
+    results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     study = load(out)
     done = complete(study)
@@ -83,6 +90,13 @@ def test_two_workers_never_train_the_same_grid_point(tmp_path):
     with sqlite3.connect(out / "study.db") as db:
         claims = db.execute("select candidate, attempt from effnet_claims").fetchall()
     assert len(claims) == N and len({c for c, _ in claims}) == N
+    # both workers trained, and at some moment both were training (timestamps from the storage)
+    pids = {f":{p.pid}" for p in procs}
+    by_worker = {pid: [t for t in done if t.user_attrs["worker"].endswith(pid)] for pid in pids}
+    assert all(by_worker.values()), {k: len(v) for k, v in by_worker.items()}
+    a, b = by_worker.values()
+    assert any(_intervals_overlap(x, y) for x in a for y in b), [
+        (t.user_attrs["worker"], t.datetime_start, t.datetime_complete) for t in done]
     for _, err in results:  # both workers print the finished ranking
         assert "Traceback" not in err
     assert all("best: alpha=" in o for o, _ in results)
@@ -92,7 +106,8 @@ def test_two_workers_never_train_the_same_grid_point(tmp_path):
 def test_killed_worker_trial_is_retried_once_and_nothing_is_lost(tmp_path):
     out = tmp_path / "killed"
     out.mkdir()
-    worker = subprocess.Popen(cli_args(out, "--heartbeat", "1"), env=env(),
+    # a trial lasts >= 30 s: the kill lands while the second trial is running, every time
+    worker = subprocess.Popen(cli_args(out, "--heartbeat", "1"), env={**env(), TRIAL_DELAY_ENV: "30"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = out / "study.db"
     deadline = time.time() + 120
@@ -107,16 +122,15 @@ def test_killed_worker_trial_is_retried_once_and_nothing_is_lost(tmp_path):
                     rows = con.execute("select trial from effnet_claims").fetchall()
             except sqlite3.OperationalError:  # table not created yet
                 continue
-            if len(rows) >= 2:  # the first trial finished, the second is training
+            if rows:  # the first trial is claimed and waiting to train
                 victim = max(r[0] for r in rows)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    assert victim is not None, "the worker never started a second trial"
+    assert victim is not None, "the worker never claimed a trial"
     study = load(out)
     killed = next(t for t in study.get_trials() if t.number == victim)
-    if killed.state.name != "RUNNING":
-        pytest.skip("the worker finished its trial before it was killed")
+    assert killed.state.name == "RUNNING"  # killed mid-trial: the heartbeat is what finds it
     key = killed.params["candidate"]
     result = run_search(SearchConfig(**GRID, proxy=PROXY, output=str(out), heartbeat=1,
                                      progress=False))

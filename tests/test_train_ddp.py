@@ -1,10 +1,14 @@
-"""Two CPU processes under torchrun (gloo): one model, one global batch."""
+"""Two CPU processes under torchrun (gloo): one model, one global batch; equal to one process at the
+same global batch; disjoint shards; a killed rank restarted by torchrun resumes the job."""
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +45,130 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     for r in rows:
         correct = float(r["top1"]) * 101 / 100
         assert correct == pytest.approx(round(correct), abs=1e-3)
+
+
+def _torchrun(*args, max_restarts: int = 0) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "--max-restarts", str(max_restarts), *args]
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.mark.slow
+def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
+    """After an epoch, 2 gloo ranks x 16 images and 1 process x 32 images hold the same weights to
+    float round-off (tests/ddp_equivalence.py: dropout, drop-path, mixing off; BN frozen)."""
+    import torch
+
+    from effnet.train.recipe import get_recipe, override
+    from effnet.train.trainer import _seed_all, build_model
+
+    worker = str(Path(__file__).with_name("ddp_equivalence.py"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    for cmd in ([sys.executable, worker, str(one), "32"], _torchrun(worker, str(two), "16")):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _weights(one / "last.safetensors"), _weights(two / "last.safetensors")
+    assert a.keys() == b.keys()
+    floats = [k for k in a if a[k].is_floating_point()]
+    worst = max((a[k] - b[k]).abs().max().item() for k in floats)
+    assert worst < 1e-5, worst
+
+    # the epoch moved the weights far more than that (so agreeing is not trivial)
+    _seed_all(0)
+    init, _, _ = build_model(override(get_recipe("quick"), {"phi": -6}), 10)
+    w0 = init.state_dict()
+    moved = max((a[k] - w0[k]).abs().max().item() for k in floats if k in w0)
+    assert moved > 1000 * worst and moved > 1e-3, (moved, worst)
+    rows = [list(csv.DictReader((d / "metrics.csv").open()))[0] for d in (one, two)]
+    for key in ("global_step", "images", "global_batch", "lr"):
+        assert rows[0][key] == rows[1][key]
+    for key in ("train_loss", "val_loss"):
+        assert float(rows[0][key]) == pytest.approx(float(rows[1][key]), abs=1e-4)
+    assert torch.isfinite(torch.tensor(float(rows[1]["train_loss"])))
+
+
+@pytest.mark.parametrize("n, size", [(256, 2), (257, 2), (100, 3), (7, 4)])
+def test_rank_shards_are_disjoint_and_cover_the_data(n, size):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from effnet.train.distributed import World
+    from effnet.train.evaluate import eval_loader
+    from effnet.train.sampling import EpochSampler
+
+    data = TensorDataset(torch.arange(n))
+    for epoch in (0, 3):
+        shards = []
+        for rank in range(size):
+            s = EpochSampler(data, rank, size, seed=5)
+            s.set_epoch(epoch)
+            shards.append(list(s))
+        flat = [i for sh in shards for i in sh]
+        assert len(set(flat)) == len(flat)  # disjoint
+        assert len({len(sh) for sh in shards}) == 1  # the same number of steps on every rank
+        assert len(flat) == n - n % size  # all but the tail that would make ranks unequal
+        assert set(flat) <= set(range(n))
+    # evaluation: every image exactly once over the ranks, no padding
+    seen = []
+    for rank in range(size):
+        loader = eval_loader(data, 8, 0, World(rank=rank, size=size))
+        seen += [int(v) for (batch,) in loader for v in batch]
+    assert sorted(seen) == list(range(n))
+
+
+def _worker_pid(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker process with RANK=rank."""
+    kids = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        kids += (task / "children").read_text().split()
+    for pid in kids:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_rank_and_resumes_from_the_last_checkpoint(tmp_path):
+    args = ["-m", "effnet", "train", "--phi", "-6", "--train-subset", "256", "--val-subset", "64",
+            "-b", "16", "--epochs", "2", "--ckpt-every-steps", "2", "--no-progress",
+            "--no-tensorboard", "--output"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    done = subprocess.run(_torchrun(*args, str(ref)), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    proc = subprocess.Popen(_torchrun(*args, str(run), max_restarts=1), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed_after = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and killed_after is None:
+        try:
+            p = json.loads((run / "checkpoints" / "LATEST").read_text())
+        except (FileNotFoundError, ValueError):
+            p = None
+        if p and 8 < p["global_step"] < 16:  # mid second epoch
+            pid = _worker_pid(proc.pid, 1)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed_after = p["global_step"]
+        time.sleep(0.005)
+    out, err = proc.communicate(timeout=300)
+    assert killed_after is not None, "the run ended before a rank could be killed"
+    assert proc.returncode == 0, err[-3000:]
+    assert "torchrun restart 1: resuming" in err
+    # epoch 1 reported before the kill, epoch 2 after the restart, each once
+    assert out.count("resuming") == 1 and out.count("epoch 1/2") == 1 and out.count("epoch 2/2") == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == 16 and summary["world_size"] == 2
+    a, b = _weights(ref / "last.safetensors"), _weights(run / "last.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)  # the restarted job ends where the uninterrupted one does

@@ -1,13 +1,36 @@
-"""effnet: the EfficientNet family (V1, Lite, V2) and the methods behind it, in PyTorch."""
+"""effnet: the EfficientNet family (V1, Lite, V2) and the methods behind it, in PyTorch.
 
-from .arch.scaling import compound, scale, scale_compound
-from .arch.spec import NetSpec, Preprocess, Stage, Stem
+The public names load on first use (PEP 562), so `effnet -h` and a mistyped flag answer without
+importing torch (~3 s); `from effnet import create_model` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from .errors import UserError
-from .models import build, create_model, get_spec, list_models
-from .nn.model import EfficientNet
+
+_LAZY = {
+    "compound": "arch.scaling", "scale": "arch.scaling", "scale_compound": "arch.scaling",
+    "NetSpec": "arch.spec", "Preprocess": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec",
+    "build": "models", "create_model": "models", "get_spec": "models", "list_models": "models",
+    "EfficientNet": "nn.model",
+}
 
 __all__ = [
     "EfficientNet", "NetSpec", "Preprocess", "Stage", "Stem", "UserError", "build", "compound",
     "create_model", "get_spec", "list_models", "scale", "scale_compound",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,9 +1,19 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+For fault tests, `EFFNET_FAULT_KILL=NAME:N:BYTES` makes the N-th atomic write of a file called
+NAME (in this process) write only its first BYTES bytes to the temporary file, fsync them, and
+SIGKILL the process: a real death half-way through a save, with the half file on disk.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections import Counter
 from pathlib import Path
+
+FAULT_ENV = "EFFNET_FAULT_KILL"
+_writes: Counter = Counter()
 
 
 def fsync_dir(path: Path) -> None:
@@ -19,10 +29,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _injected_death(path: Path) -> int | None:
+    """Bytes to write before dying, when EFFNET_FAULT_KILL names this write; else None."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return None
+    name, nth, nbytes = spec.rsplit(":", 2)
+    if name != path.name:
+        return None
+    _writes[name] += 1
+    return int(nbytes) if _writes[name] == int(nth) else None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    die_after = _injected_death(path)
     try:
         with open(tmp, "wb") as f:
+            if die_after is not None:
+                f.write(data[:die_after])
+                f.flush()
+                os.fsync(f.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -272,6 +272,10 @@ def convert(sd: Mapping[str, torch.Tensor], model: nn.Module, fmt: str | None = 
         if not fits:
             raise UserError(f"weights do not fit {name}: {fmt} key {src!r} has shape "
                             f"{tuple(value.shape)} but {key} needs {tuple(target.shape)}")
+        if target.is_floating_point() and not value.is_floating_point():
+            # load_state_dict would copy integers or booleans into float weights without a word
+            raise UserError(f"weights do not fit {name}: {fmt} key {src!r} holds {value.dtype} "
+                            f"but {key} needs floating-point values")
         out[key] = value
     cls_src = mmap.get("classifier", "classifier")
     for leaf in ("weight", "bias"):  # kept even for a model without classifier; see docstring

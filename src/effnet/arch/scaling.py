@@ -6,11 +6,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from ..errors import UserError
 from .spec import NetSpec, Stem, round_channels, round_repeats
 
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
+
+# Far beyond any published network (EfficientNet-L2: ~90 blocks, 5,504 channels, 800 px) and beyond
+# what fits in memory: a scaled spec past one of these is refused before any module is built
+# (phi=40 on B0 asks for ~23,000 blocks of up to 57,000 channels at 60,000 px).
+MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION = 2000, 65536, 16384
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,8 @@ class Multipliers:
 
 def compound(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
              gamma: float = PAPER_GAMMA) -> Multipliers:
+    if not all(math.isfinite(v) for v in (phi, alpha, beta, gamma)):
+        raise ValueError(f"phi, alpha, beta, gamma must be finite (got {phi}, {alpha}, {beta}, {gamma})")
     if min(alpha, beta, gamma) < 1.0:
         raise ValueError(f"alpha, beta, gamma must be >= 1 (got {alpha}, {beta}, {gamma})")
     return Multipliers(depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
@@ -36,6 +47,14 @@ def scale_resolution(size: int, multiplier: float, divisor: int = 1) -> int:
     """Resolution scaled and rounded to the nearest multiple of `divisor`. The released sizes
     follow no divisor (260, 300, 380), so by default this is the nearest integer."""
     return max(divisor, int(round(size * multiplier / divisor)) * divisor)
+
+
+def _check_buildable(name: str, blocks: int, channels: int, resolution: int | None) -> None:
+    too_big = [f"{what} {have:,} (limit {limit:,})" for what, have, limit in (
+        ("blocks", blocks, MAX_BLOCKS), ("channels", channels, MAX_CHANNELS),
+        ("resolution", resolution or 0, MAX_RESOLUTION)) if have > limit]
+    if too_big:
+        raise ValueError(f"{name} is too large to build: {', '.join(too_big)}")
 
 
 def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int | None = None,
@@ -56,6 +75,8 @@ def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int
         ))
     stem_out = spec.stem.out if r.fixed_stem_head else round_channels(spec.stem.out, width, r)
     head = spec.head if (r.fixed_stem_head or not spec.head) else round_channels(spec.head, width, r)
+    _check_buildable(name or spec.name, sum(st.repeats for st in stages),
+                     max(stem_out, head or 0, *(st.out for st in stages)), resolution)
     pre = spec.preprocess
     if resolution is not None:
         train = int(round(resolution * pre.train_size / pre.eval_size))
@@ -81,9 +102,27 @@ def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
     overshoots the 2^phi FLOPs target the rule is built for (+11 % at phi=1 against +3 %).
     `depth_rounding="ceil"` reproduces the TPU rounding.
     """
+    if not math.isfinite(phi):
+        raise ValueError(f"phi must be a finite number (got {phi})")
     m = compound(phi, alpha, beta, gamma)
     res = scale_resolution(spec.preprocess.eval_size, m.resolution)
     name = f"{spec.name}-phi{phi:g}"
     scaled = scale(spec, width=m.width, depth=m.depth, resolution=res, name=name,
                    depth_rounding=depth_rounding)
     return scaled, m
+
+
+def read_coeffs(path: Path) -> tuple[float, float, float]:
+    """alpha, beta, gamma from a JSON file (a search's best.json); UserError when it is not one."""
+    try:
+        c = json.loads(Path(path).read_text())
+        vals = float(c["alpha"]), float(c["beta"]), float(c["gamma"])
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a JSON file of alpha, beta, gamma") from None
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: expected JSON with alpha, beta, gamma ({e})") from None
+    if not all(math.isfinite(v) for v in vals) or min(vals) < 1:
+        raise UserError(f"{path}: alpha, beta, gamma must be finite and >= 1 (got {vals})")
+    return vals

@@ -7,11 +7,14 @@ missing file, a bad image) ends the program with one line on stderr and exit cod
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 # one module per group of commands, loaded only when its command runs (keeps `effnet -h` fast)
 COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds")
+# OSErrors of the machine rather than of the user's input: exit 1 instead of 2
+_FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import UserError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     try:
         return int(args.run(args) or 0)
     except UserError as e:
@@ -45,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"effnet: error: no such file: {e.filename or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("effnet: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:  # a path that cannot be written (a file where a folder should be), a full disk
+        where = f": {e.filename}" if e.filename else ""
+        print(f"effnet: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1 if e.errno in _FAULTS else 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or a training run stopped by a signal (train/signals.py)
+        print(f"effnet: {e or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
 
 
 if __name__ == "__main__":

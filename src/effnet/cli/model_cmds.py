@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .argtypes import finite_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("scale", help="compound-scale a base network and show the result")
     p.add_argument("--base", default="efficientnet_b0")
-    p.add_argument("--phi", type=float, required=True, help="compound coefficient (any real)")
-    p.add_argument("--alpha", type=float, default=None, help="depth base (default 1.2)")
-    p.add_argument("--beta", type=float, default=None, help="width base (default 1.1)")
-    p.add_argument("--gamma", type=float, default=None, help="resolution base (default 1.15)")
+    p.add_argument("--phi", type=finite_float, required=True, help="compound coefficient (any real)")
+    p.add_argument("--alpha", type=finite_float, default=None, help="depth base (default 1.2)")
+    p.add_argument("--beta", type=finite_float, default=None, help="width base (default 1.1)")
+    p.add_argument("--gamma", type=finite_float, default=None, help="resolution base (default 1.15)")
     p.add_argument("--coeffs", type=Path, default=None,
                    help="JSON with alpha, beta, gamma (e.g. a search's best.json)")
     p.add_argument("--depth-rounding", choices=("round", "ceil"), default="round",
@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("profile", help="params, GMACs, peak activation memory, step times")
     p.add_argument("model")
-    p.add_argument("--size", type=int, default=None, help="image size (default: eval size)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=positive_int, default=None, help="image size (default: eval size)")
+    p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last", action="store_true")
     p.set_defaults(run=cmd_profile)
@@ -44,15 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--pretrained", default=None, metavar="TAG",
                    help="published weights by tag or model name (see `effnet models --pretrained`)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--topk", type=positive_int, default=5)
+    p.add_argument("--num-classes", type=positive_int, default=None)
     p.set_defaults(run=cmd_predict)
-
-
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise UserError(f"{name} must be >= 1 (got {value})")
-    return value
 
 
 def cmd_models(args) -> int:
@@ -98,19 +92,11 @@ def _list_pretrained(pattern: str) -> int:
 
 
 def cmd_scale(args) -> int:
-    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, scale_compound
+    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, read_coeffs, scale_compound
     from ..models import get_spec
     from ..tools.profile import count_macs, count_params
 
-    alpha, beta, gamma = PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
-    if args.coeffs is not None:
-        try:
-            c = json.loads(args.coeffs.read_text())
-            alpha, beta, gamma = float(c["alpha"]), float(c["beta"]), float(c["gamma"])
-        except FileNotFoundError:
-            raise
-        except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{args.coeffs}: expected JSON with alpha, beta, gamma ({e})") from None
+    alpha, beta, gamma = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
     alpha = args.alpha if args.alpha is not None else alpha
     beta = args.beta if args.beta is not None else beta
     gamma = args.gamma if args.gamma is not None else gamma
@@ -141,8 +127,6 @@ def cmd_profile(args) -> int:
 
     model = create_model(args.model)
     size = args.size or model.spec.preprocess.eval_size
-    _positive("--size", size)
-    _positive("--batch", args.batch)
     r = profile(model, size, args.batch, device=args.device, channels_last=args.channels_last)
     print(f"{args.model}")
     print(format_profile(r))
@@ -155,13 +139,15 @@ def cmd_predict(args) -> int:
     from ..inference import load_for_inference, preprocess_image
     from ..weights import imagenet_classes
 
-    _positive("--topk", args.topk)
     model, classes = load_for_inference(args.model, args.weights, args.num_classes, args.pretrained)
     if classes is None and model.num_classes == 1000:
         classes = imagenet_classes()
     k = min(args.topk, model.num_classes)
-    for path in args.images:
+    for i, path in enumerate(args.images):
         x = preprocess_image(path, model.spec.preprocess)
+        if i == 0 and args.weights is None:  # once the input is known good, before any answer
+            print("effnet: warning: no --weights given: these predictions come from random weights",
+                  file=sys.stderr)
         with torch.inference_mode():
             probs = model(x.unsqueeze(0)).softmax(-1)[0]
         p, idx = probs.topk(k)

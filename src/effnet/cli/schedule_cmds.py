@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from .argtypes import nonneg_int, positive_int
 
 
 def add_plan_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared with `effnet train --progressive`."""
-    p.add_argument("--stages", type=int, default=None, help="number of stages M")
+    p.add_argument("--stages", type=positive_int, default=None, help="number of stages M")
     p.add_argument("--size", default=None, help="image size START:END, e.g. 128:300")
     p.add_argument("--randaug", default=None, help="RandAugment magnitude START:END")
     p.add_argument("--mixup", default=None, help="Mixup alpha START:END")
     p.add_argument("--cutmix", default=None, help="CutMix alpha START:END")
     p.add_argument("--dropout", default=None, help="dropout rate START:END")
     p.add_argument("--convention", choices=("paper", "code"), default=None)
-    p.add_argument("--size-divisor", type=int, default=None, help="round intermediate sizes (0: off)")
+    p.add_argument("--size-divisor", type=nonneg_int, default=None, help="round intermediate sizes (0: off)")
 
 
 PLAN_FLAGS = ("stages", "size", "randaug", "mixup", "cutmix", "dropout", "convention", "size_divisor")

@@ -7,24 +7,25 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from .argtypes import finite_float, nonneg_int, positive_int
 
 
 def _proxy_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("base and proxy training")
     g.add_argument("--base", required=True, help="zoo model to scale, e.g. efficientnet_b0")
-    g.add_argument("--base-phi", type=float, default=None,
+    g.add_argument("--base-phi", type=finite_float, default=None,
                    help="shrink the base first by the paper's rule (e.g. -4 for a CPU-sized B0)")
-    g.add_argument("--base-size", type=int, default=None,
+    g.add_argument("--base-size", type=positive_int, default=None,
                    help="base resolution in px (default: the recipe's image size, else the model's)")
     g.add_argument("--data", default=None, help="as for train (default: built-in digits)")
     g.add_argument("--recipe", default="quick", help="preset for the proxy training (default quick)")
-    g.add_argument("--budget-epochs", type=int, default=3, help="epochs per candidate (default 3)")
-    g.add_argument("--train-subset", type=int, default=None, help="train on N images")
-    g.add_argument("--val-subset", type=int, default=None)
-    g.add_argument("-b", "--batch-size", type=int, default=None)
+    g.add_argument("--budget-epochs", type=positive_int, default=3, help="epochs per candidate (default 3)")
+    g.add_argument("--train-subset", type=positive_int, default=None, help="train on N images")
+    g.add_argument("--val-subset", type=positive_int, default=None)
+    g.add_argument("-b", "--batch-size", type=positive_int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
-    g.add_argument("-j", "--workers", type=int, default=None)
+    g.add_argument("-j", "--workers", type=nonneg_int, default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -41,18 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--storage to share it.")
     _proxy_flags(c)
     g = c.add_argument_group("search")
-    g.add_argument("--phi", type=float, default=1.0, help="resources 2^phi (default 1)")
-    g.add_argument("--grid-step", type=float, default=0.05)
-    g.add_argument("--tolerance", type=float, default=0.1,
+    g.add_argument("--phi", type=finite_float, default=1.0, help="resources 2^phi (default 1)")
+    g.add_argument("--grid-step", type=finite_float, default=0.05)
+    g.add_argument("--tolerance", type=finite_float, default=0.1,
                    help="allowed relative distance of measured MACs from 2^phi (default 0.1)")
-    g.add_argument("--trials", type=int, default=None,
+    g.add_argument("--trials", type=positive_int, default=None,
                    help="trials this worker runs (default: until every candidate is done)")
     g.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
                    "postgresql://... for workers on several machines")
     g.add_argument("--study", default=None, help="study name (default compound-BASE-phiN)")
     g.add_argument("--output", default=None, help="directory (default runs/search-BASE)")
-    g.add_argument("--heartbeat", type=int, default=60,
+    g.add_argument("--heartbeat", type=positive_int, default=60,
                    help="seconds between worker heartbeats; a trial silent for twice this is "
                    "retried once (default 60)")
     c.set_defaults(run=cmd_search_compound)
@@ -129,9 +130,9 @@ def _ratios(text: str) -> list[float]:
 
 
 def cmd_experiment_scaling(args) -> int:
-    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, read_coeffs
     from ..search.compound import prepare_base
-    from ..search.experiment import print_table, read_coeffs, run_experiment
+    from ..search.experiment import print_table, run_experiment
     from ..train.recipe import get_recipe
 
     ratios = _ratios(args.target_flops_ratio)

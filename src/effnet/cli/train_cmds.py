@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .argtypes import finite_float, nonneg_int, positive_int
 
 # flag dest -> recipe key, for the flags that change the recipe
 RECIPE_FLAGS = {
@@ -38,53 +40,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any recipe key (repeatable), e.g. --set decay_rate=0.96")
     g.add_argument("--model", default=None, help="zoo model name (default from the recipe)")
-    g.add_argument("--phi", type=float, default=None, help="compound-scale the model by phi")
-    g.add_argument("--width", type=float, default=None, help="width multiplier (with --depth)")
-    g.add_argument("--depth", type=float, default=None, help="depth multiplier (with --width)")
+    g.add_argument("--phi", type=finite_float, default=None, help="compound-scale the model by phi")
+    g.add_argument("--width", type=finite_float, default=None, help="width multiplier (with --depth)")
+    g.add_argument("--depth", type=finite_float, default=None, help="depth multiplier (with --width)")
     g.add_argument("--pretrained", default=None, metavar="TAG",
                    help="start from published weights (a row of `effnet models --pretrained`, "
                    "e.g. tf_efficientnet_lite0.in1k); sets --model and their preprocessing")
     g.add_argument("--weights", default=None, help="initial weights (fine-tuning)")
     g.add_argument("--adapt", action="store_true", default=None,
                    help="new classifier / first conv when --weights do not fit")
-    g.add_argument("--num-classes", type=int, default=None, help="default: the data's classes")
+    g.add_argument("--num-classes", type=positive_int, default=None, help="default: the data's classes")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None,
                    help="DIR (ImageFolder), digits (default), or cifar10:ROOT etc.")
-    g.add_argument("--val-split", type=float, default=None)
+    g.add_argument("--val-split", type=finite_float, default=None)
     g.add_argument("--download", action="store_true", default=None)
     g.add_argument("--strict", action="store_true", default=None,
                    help="an unreadable image is an error instead of a skipped file")
-    g.add_argument("--img-size", type=int, default=None)
-    g.add_argument("--eval-size", type=int, default=None)
-    g.add_argument("--train-subset", type=int, default=None, help="train on N seeded-random images")
-    g.add_argument("--val-subset", type=int, default=None)
+    g.add_argument("--img-size", type=positive_int, default=None)
+    g.add_argument("--eval-size", type=positive_int, default=None)
+    g.add_argument("--train-subset", type=positive_int, default=None, help="train on N seeded-random images")
+    g.add_argument("--val-subset", type=positive_int, default=None)
     g = p.add_argument_group("optimisation")
     g.add_argument("-b", "--batch-size", type=int, default=None, help="per process")
-    g.add_argument("--lr", type=float, default=None, help="absolute learning rate")
-    g.add_argument("--lr-base", type=float, default=None, help="lr per --lr-base-size images")
-    g.add_argument("--lr-base-size", type=int, default=None)
+    g.add_argument("--lr", type=finite_float, default=None, help="absolute learning rate")
+    g.add_argument("--lr-base", type=finite_float, default=None, help="lr per --lr-base-size images")
+    g.add_argument("--lr-base-size", type=nonneg_int, default=None)
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--steps", type=int, default=None, help="fixed optimiser steps instead of epochs")
-    g.add_argument("--warmup-epochs", type=float, default=None)
+    g.add_argument("--warmup-epochs", type=finite_float, default=None)
     g.add_argument("--sched", default=None, help="step, cosine, constant")
     g.add_argument("--opt", default=None, help="rmsproptf, rmsprop, adamw, sgd")
-    g.add_argument("--opt-eps", type=float, default=None)
-    g.add_argument("--momentum", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--clip-grad", type=float, default=None)
-    g.add_argument("--grad-accum-steps", type=int, default=None)
+    g.add_argument("--opt-eps", type=finite_float, default=None)
+    g.add_argument("--momentum", type=finite_float, default=None)
+    g.add_argument("--weight-decay", type=finite_float, default=None)
+    g.add_argument("--clip-grad", type=finite_float, default=None)
+    g.add_argument("--grad-accum-steps", type=positive_int, default=None)
     g.add_argument("--seed", type=int, default=None)
     g = p.add_argument_group("regularisation")
-    g.add_argument("--drop", type=float, default=None, help="dropout before the classifier")
-    g.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
-    g.add_argument("--model-ema-decay", type=float, default=None, help="0 turns EMA off")
-    g.add_argument("--smoothing", type=float, default=None, help="label smoothing")
-    g.add_argument("--mixup", type=float, default=None)
-    g.add_argument("--cutmix", type=float, default=None)
-    g.add_argument("--randaug", type=float, default=None, help="RandAugment magnitude")
-    g.add_argument("--bn-momentum", type=float, default=None)
-    g.add_argument("--bn-eps", type=float, default=None)
+    g.add_argument("--drop", type=finite_float, default=None, help="dropout before the classifier")
+    g.add_argument("--drop-path", type=finite_float, default=None, help="stochastic depth rate")
+    g.add_argument("--model-ema-decay", type=finite_float, default=None, help="0 turns EMA off")
+    g.add_argument("--smoothing", type=finite_float, default=None, help="label smoothing")
+    g.add_argument("--mixup", type=finite_float, default=None)
+    g.add_argument("--cutmix", type=finite_float, default=None)
+    g.add_argument("--randaug", type=finite_float, default=None, help="RandAugment magnitude")
+    g.add_argument("--bn-momentum", type=finite_float, default=None)
+    g.add_argument("--bn-eps", type=finite_float, default=None)
     g.add_argument("--progressive", default=None, metavar="SCHEDULE",
                    help="progressive learning: a preset (v2-s, v2-m, v2-l, v2-s-code, ...; see "
                    "`effnet schedule`), optionally with changes (v2-s,stages=3,size=64:112), or a "
@@ -96,12 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"))
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--compile", action="store_true", default=None)
-    g.add_argument("-j", "--workers", type=int, default=None)
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("-j", "--workers", type=nonneg_int, default=None)
+    g.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads (default: torch's, i.e. OMP_NUM_THREADS or the cores)")
-    g.add_argument("--ckpt-every-steps", type=int, default=None)
+    g.add_argument("--ckpt-every-steps", type=nonneg_int, default=None)
     g.add_argument("--deterministic", action="store_true", default=None)
-    g.add_argument("--save-samples", type=int, default=None,
+    g.add_argument("--save-samples", type=nonneg_int, default=None,
                    help="write N val images as PNG into RUN/samples")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
@@ -114,15 +116,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None, metavar="TAG",
                    help="published weights by tag or model name instead of --weights")
     p.add_argument("--data", default=None, help="as for train (default: built-in digits)")
-    p.add_argument("--val-split", type=float, default=None)
+    p.add_argument("--val-split", type=finite_float, default=None)
     p.add_argument("--download", action="store_true")
     p.add_argument("--strict", action="store_true")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("-b", "--batch-size", type=int, default=128)
+    p.add_argument("--num-classes", type=positive_int, default=None)
+    p.add_argument("--img-size", type=positive_int, default=None)
+    p.add_argument("-b", "--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default=None)
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    p.add_argument("-j", "--workers", type=int, default=0)
+    p.add_argument("-j", "--workers", type=nonneg_int, default=0)
     p.set_defaults(run=cmd_eval)
 
 
@@ -195,7 +197,23 @@ def build_run(args):
     if args.config is not None:
         recipe = override(recipe, read_config(args.config), str(args.config))
     recipe = override(recipe, changes, "command line")
-    return recipe, RunOptions(**runtime)
+    return recipe, RunOptions(**{**runtime, **_elastic_restart(args)})
+
+
+def _elastic_restart(args) -> dict:
+    """Under `torchrun --max-restarts N`, a restarted worker runs the same command line again: it
+    continues its --output from the last checkpoint (the trainer checks the recipe is the same)."""
+    import os
+
+    from ..train.checkpoint import CKPT_DIR, POINTER
+
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if not restart or not args.output or not (Path(args.output) / CKPT_DIR / POINTER).is_file():
+        return {}
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"effnet: torchrun restart {restart}: resuming {args.output} from its last checkpoint",
+              file=sys.stderr, flush=True)
+    return {"resume": args.output}
 
 
 def cmd_train(args) -> int:
@@ -217,8 +235,6 @@ def cmd_eval(args) -> int:
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1 (got {args.batch_size})")
     if args.pretrained is not None:
         if args.weights is not None:
             raise UserError("give either --weights or --pretrained, not both")

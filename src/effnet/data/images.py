@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,9 +15,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 # What PIL raises on a broken, truncated or foreign file; DecompressionBombError derives from
-# Exception alone, so it is named.
+# Exception alone, so it is named. PIL only warns (DecompressionBombWarning) between
+# Image.MAX_IMAGE_PIXELS (~89 Mpx) and twice that; here that warning is an error too (see _no_bombs).
 READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-               Image.DecompressionBombError)
+               Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@contextlib.contextmanager
+def _no_bombs():
+    """An image whose header claims more than Image.MAX_IMAGE_PIXELS is refused before its pixels
+    are decoded, instead of a warning followed by gigabytes of decoding."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def is_image_name(name: str) -> bool:
@@ -58,7 +70,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode a file fully into an RGB image, upright as its EXIF orientation says.
 
     Raises one of READ_ERRORS for an unreadable file (callers decide whether that is fatal)."""
-    with Image.open(path) as im:
+    with _no_bombs(), Image.open(path) as im:
         im.load()
         im = ImageOps.exif_transpose(im)
         return to_rgb(im)
@@ -71,7 +83,7 @@ def check_image(path: str | os.PathLike) -> str | None:
     million files take about a minute. A file that passes but whose pixel data is truncated is
     caught later by the dataset, which substitutes a neighbour and warns (see folders.py)."""
     try:
-        with Image.open(path) as im:
+        with _no_bombs(), Image.open(path) as im:
             im.verify()
     except READ_ERRORS as e:
         return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

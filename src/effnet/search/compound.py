@@ -9,6 +9,8 @@ worker is re-run with the same command and continues, and several workers can sh
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from ..errors import UserError
 from . import study as st
 from .grid import Candidate, MacCounter, base_spec, candidates
 from .proxy import Proxy, train_spec
+
+# seconds a claimed trial waits before training: lets tests see workers overlap and kill mid-trial
+TRIAL_DELAY_ENV = "EFFNET_TEST_TRIAL_DELAY_S"
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,11 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         if not st.claim(storage, name, key, st.attempts(study, key, keys), trial.number):
             trial.set_user_attr("duplicate", True)  # another trial trains this point
             raise optuna.TrialPruned()
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who trained it
         run_dir = out / "trials" / key
         run_dir.mkdir(parents=True, exist_ok=True)
+        if delay := float(os.environ.get(TRIAL_DELAY_ENV) or 0):  # tests: a trial that lasts
+            time.sleep(delay)
         try:
             summary = train_spec(cand.spec, cand.resolution, cfg.proxy, run_dir,
                                  log=run_dir.parent / f"{key}.log")

@@ -231,16 +231,3 @@ def plot_experiment(path: Path, base: NetSpec, points: list[Scaled]) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     atomic_write(path, buf.getvalue())
-
-
-def read_coeffs(path: Path) -> tuple[float, float, float]:
-    try:
-        c = json.loads(Path(path).read_text())
-        vals = float(c["alpha"]), float(c["beta"]), float(c["gamma"])
-    except FileNotFoundError:
-        raise UserError(f"no such coefficients file: {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: expected JSON with alpha, beta, gamma ({e})") from None
-    if min(vals) < 1:
-        raise UserError(f"{path}: alpha, beta, gamma must be >= 1 (got {vals})")
-    return vals

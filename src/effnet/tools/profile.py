@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..arch.scaling import MAX_RESOLUTION
 from ..arch.spec import NetSpec
 from ..errors import UserError
 
@@ -58,6 +59,8 @@ def _hw(size) -> tuple[int, int]:
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     if h < 1 or w < 1:
         raise UserError(f"image size must be positive, got {size}")
+    if max(h, w) > MAX_RESOLUTION:
+        raise UserError(f"image size {max(h, w)} is beyond the {MAX_RESOLUTION} px this tool handles")
     return int(h), int(w)
 
 
@@ -183,9 +186,9 @@ def profile(model: nn.Module | str, size, batch: int, device: str = "cpu", chann
         model = create_model(model)
     h, w = _hw(size)
     amp = resolve_amp(amp_dtype)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA was asked for but no GPU is available")
+    from ..train.distributed import pick_device
+
+    dev = pick_device(device)
     in_chans = getattr(model, "in_chans", 3)
     result = {"params": count_params(model), "macs": count_macs(model, (h, w), in_chans)}
     result["gmacs"] = result["macs"] / 1e9

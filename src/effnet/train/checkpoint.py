@@ -99,18 +99,26 @@ def save_checkpoint(run_dir: Path, model: nn.Module, ema: nn.Module | None, stat
         k += 1
         name = f"step-{step:08d}-{k}"
     tmp = root / f".tmp-{name}-{os.getpid()}"
-    tmp.mkdir()
-    meta = {"step": str(step), "epoch": str(state["epoch"])}
-    save_weights(model, tmp / MODEL_FILE, metadata={**meta, "weights": "model"})
-    if ema is not None:
-        save_weights(ema, tmp / EMA_FILE, metadata={**meta, "weights": "ema"})
-    save_torch_state(state, tmp / STATE_FILE)
-    fsync_dir(tmp)
     final = root / name
-    os.replace(tmp, final)
-    fsync_dir(root)
-    atomic_write_bytes(root / POINTER, json.dumps({"dir": name, "global_step": step,
-                                                   "epoch": state["epoch"]}).encode())
+    try:
+        tmp.mkdir()
+        meta = {"step": str(step), "epoch": str(state["epoch"])}
+        save_weights(model, tmp / MODEL_FILE, metadata={**meta, "weights": "model"})
+        if ema is not None:
+            save_weights(ema, tmp / EMA_FILE, metadata={**meta, "weights": "ema"})
+        save_torch_state(state, tmp / STATE_FILE)
+        fsync_dir(tmp)
+        os.replace(tmp, final)
+        fsync_dir(root)
+        atomic_write_bytes(root / POINTER, json.dumps({"dir": name, "global_step": step,
+                                                       "epoch": state["epoch"]}).encode())
+    except OSError as e:  # a full disk, a file-size limit: the published checkpoint stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (root / POINTER).is_file() and json.loads((root / POINTER).read_text())["dir"] != name:
+            shutil.rmtree(final, ignore_errors=True)
+        kept = f"the last saved checkpoint is kept in {run_dir}" if (root / POINTER).is_file() else \
+            "no checkpoint was saved"
+        raise OSError(e.errno, f"cannot write checkpoint {name} ({e.strerror or e}); {kept}") from e
     # only now is the new checkpoint the one that loads: refresh links, then prune
     for prefix in ("last", "best") if best else ("last",):
         link_or_copy(final / MODEL_FILE, run_dir / f"{prefix}.safetensors")

@@ -14,6 +14,7 @@ Two conventions (SPEC D.2):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 CONVENTIONS = ("paper", "code")
@@ -146,15 +147,17 @@ def _presets() -> dict[str, ProgressivePlan]:
 PRESETS: dict[str, ProgressivePlan] = _presets()
 
 
-def _pair(text: str, cast=float) -> tuple:
-    """'START:END' (or one value for both) as two numbers."""
+def _pair(text: str, cast=float, key: str = "value") -> tuple:
+    """'START:END' (or one value for both) as two finite numbers."""
     parts = text.split(":")
     if len(parts) == 1:
         parts = parts * 2
     try:
         start, end = (cast(v) for v in parts)
     except ValueError:
-        raise ValueError(f"expected START:END numbers, got {text!r}") from None
+        raise ValueError(f"{key}: expected START:END numbers, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise ValueError(f"{key}: expected finite numbers, got {text!r}")
     return start, end
 
 
@@ -193,15 +196,16 @@ def plan_from_text(text: str) -> ProgressivePlan:
         key = key.strip().replace("-", "_")
         if not sep:
             raise ValueError(f"expected KEY=VALUE in the schedule, got {item!r}")
-        if key in _PAIR_KEYS:
-            changes[key] = _pair(value, int if key == "size" else float)
-        elif key == "stages":
-            changes[key] = int(value)
-        elif key == "convention":
-            changes[key] = value
-        elif key == "size_divisor":
-            changes[key] = int(value) or None
-        else:
-            raise ValueError(f"unknown schedule key {key!r}; use stages, {', '.join(_PAIR_KEYS)}, "
-                             "convention, size_divisor")
+        try:
+            if key in _PAIR_KEYS:
+                changes[key] = _pair(value, int if key == "size" else float, key)
+            elif key in ("stages", "size_divisor"):
+                changes[key] = int(value) if key == "stages" else (int(value) or None)
+            elif key == "convention":
+                changes[key] = value
+            else:
+                raise ValueError(f"unknown schedule key {key!r}; use stages, {', '.join(_PAIR_KEYS)}, "
+                                 "convention, size_divisor")
+        except ValueError as e:
+            raise ValueError(str(e) if key in str(e) else f"{key}: expected a whole number, got {value!r}") from None
     return replace(plan, **changes)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..arch.scaling import MAX_RESOLUTION
 from ..errors import UserError
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "adamw", "sgd")
@@ -91,7 +93,7 @@ class Recipe:
             problems.append(f"batch size must be >= 1 (got {self.batch_size})")
         if self.grad_accum < 1:
             problems.append(f"grad_accum must be >= 1 (got {self.grad_accum})")
-        if self.epochs < 1 and self.steps < 1:
+        if self.epochs < 1 and self.steps < 1 or min(self.epochs, self.steps) < 0:
             problems.append("epochs (or steps) must be >= 1")
         if not self.lr > 0 or not self.head_lr_scale > 0:  # `not >` also refuses NaN
             problems.append(f"lr and head_lr_scale must be > 0 (got {self.lr}, {self.head_lr_scale})")
@@ -105,8 +107,8 @@ class Recipe:
                 problems.append(f"{name} must be in [0, 1) (got {v})")
         for name in ("img_size", "eval_size"):
             v = getattr(self, name)
-            if v is not None and v < 8:
-                problems.append(f"{name} must be >= 8 pixels (got {v})")
+            if v is not None and not 8 <= v <= MAX_RESOLUTION:
+                problems.append(f"{name} must be 8 to {MAX_RESOLUTION} pixels (got {v})")
         if not 0.25 <= self.train_size_ratio <= 1:
             problems.append(f"train_size_ratio must be in [0.25, 1] (got {self.train_size_ratio})")
         if min(self.mixup, self.cutmix) < 0:
@@ -138,6 +140,12 @@ class Recipe:
 FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}
 
 
+def _finite(x: float) -> float:
+    if not math.isfinite(x):
+        raise ValueError("expected a finite number")
+    return x
+
+
 def _coerce(key: str, value: Any) -> Any:
     """A YAML/JSON/CLI value as the field's type, with one clear line when it does not fit."""
     kind = str(FIELD_TYPES[key])
@@ -153,7 +161,7 @@ def _coerce(key: str, value: Any) -> Any:
                 return None
             if isinstance(value, str):
                 value = [v for v in value.replace(":", ",").split(",") if v.strip()]
-            out = tuple(float(v) for v in value)
+            out = tuple(_finite(float(v)) for v in value)
             if len(out) != 2:
                 raise ValueError("expected two numbers")
             return out
@@ -168,7 +176,7 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError("expected a whole number")
             return int(value)
         if kind.startswith("float"):
-            return float(value)
+            return _finite(float(value))
         return str(value)
     except (TypeError, ValueError) as e:
         raise UserError(f"recipe key {key!r}: cannot use {value!r} ({e})") from None

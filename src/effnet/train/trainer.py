@@ -55,6 +55,7 @@ from .metrics import MetricsLog, summary_table
 from .optim import LRSchedule, build_optimizer, build_schedule, set_lr
 from .recipe import Recipe
 from .sampling import EpochSampler, SeededSamples, loader_generator, sample_seed
+from .signals import StopOnSignal
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -532,6 +533,10 @@ class Trainer:
                 self._partial_time = t0 - start
                 self._checkpoint()
                 start += time.perf_counter() - t0  # checkpoint time is not training time
+            if not last and self.stop.requested(w):  # SIGTERM / SIGINT: save, then exit (signals.py)
+                self._partial_time = time.perf_counter() - start
+                self._checkpoint()
+                raise self.stop.stopped(self.run_dir, self.global_step, self.total_steps)
             if self.global_step >= self.total_steps:
                 break
         bar.close()
@@ -559,8 +564,9 @@ class Trainer:
     def run(self) -> dict:
         deterministic = torch.are_deterministic_algorithms_enabled()
         try:
-            self._setup()
-            return self._run()
+            with StopOnSignal() as self.stop:
+                self._setup()
+                return self._run()
         finally:
             close_world(getattr(self, "world", World()))
             torch.use_deterministic_algorithms(deterministic)  # in-process callers get theirs back

@@ -1,0 +1,381 @@
+"""A catalogue of bad input to every command: each case ends with exactly one line on stderr naming
+the problem, exit code 2, within a time bound, and leaves every existing file as it was (hashed
+before and after) and nothing new in the working directory.
+
+Flag errors run the real executable (`python -m effnet ...`); they never import torch (~0.2 s).
+Cases past the flag parser need torch, whose import costs 4-12 s per process on a busy 2-core
+machine: they run in a fork of one process that imported effnet once ("zygote", `_Zygote`); each
+case is still its own process, running `effnet.cli.main` (all that `python -m effnet` runs) with
+its own working directory, stdout, stderr and exit status. A few of them also run through the
+real executable (`test_real_executable_*`) to show the two agree.
+"""
+
+import hashlib
+import json
+import os
+import selectors
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TIME_LIMIT_S = 90  # a hang detector, not a speed test: a refused input must not run for minutes
+B0 = ["--model", "efficientnet_b0"]
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height RGB pixels, with almost no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+class _RunsCode:
+    """Unpickling this calls open(marker, "w"): the file appears only if the pickle ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """Every bad input, made once; the tests below must leave all of it untouched."""
+    import torch
+    from safetensors.torch import save_file
+
+    import effnet
+
+    d = tmp_path_factory.mktemp("catalogue")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / "ok.png")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 10)
+    full = (d / "ok.png").read_bytes()
+    big = d / "big.png"
+    Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(big)
+    (d / "truncated.png").write_bytes(big.read_bytes()[: len(big.read_bytes()) // 2])
+    big.unlink()
+    (d / "empty.jpg").write_bytes(b"")
+    _png_header_only(d / "bomb.png", 100_000, 100_000)  # 10 Gpx: PIL's error range
+    _png_header_only(d / "bomb_warn.png", 10_000, 10_000)  # 100 Mpx: PIL only warns here
+    (d / "text.png").write_text("just text\n")
+    assert full
+
+    (d / "markers").mkdir()
+    torch.save({"state_dict": _RunsCode(d / "markers" / "pwned")}, d / "evil.pth")
+
+    sd = effnet.create_model("efficientnet_b0").state_dict()
+    stem = "stem.conv.weight" if "stem.conv.weight" in sd else next(iter(sd))
+    save_file({**sd, stem: torch.zeros(7, 3, 3, 3)}, str(d / "wrong_shape.safetensors"))
+    save_file({k: v.to(torch.int32) if v.is_floating_point() else v for k, v in sd.items()},
+              str(d / "wrong_dtype.safetensors"))
+    (d / "huge_header.safetensors").write_bytes(struct.pack("<Q", 10**12) + b"{")
+    (d / "bad_header.safetensors").write_bytes(struct.pack("<Q", 16) + b"not json at all!")
+    small = d / "small.safetensors"
+    save_file({"a": torch.zeros(1000)}, str(small))
+    (d / "truncated.safetensors").write_bytes(small.read_bytes()[:200])
+    small.unlink()
+    (d / "random.pth").write_bytes(os.urandom(2048))
+
+    lightning = d / "lightning_logs" / "version_0"
+    (lightning / "checkpoints").mkdir(parents=True)
+    (lightning / "hparams.yaml").write_text("lr: 0.1\nbatch_size: 32\n")
+    (lightning / "checkpoints" / "epoch=0-step=10.ckpt").write_bytes(os.urandom(512))
+    timm_out = d / "timm_run"
+    timm_out.mkdir()
+    (timm_out / "args.yaml").write_text("model: efficientnet_b0\nepochs: 3\n")
+    (timm_out / "summary.csv").write_text("epoch,train_loss\n0,6.9\n")
+    (timm_out / "last.pth.tar").write_bytes(os.urandom(512))
+    half_run = d / "half_run"  # an effnet-looking dir whose pointer names nothing
+    (half_run / "checkpoints").mkdir(parents=True)
+    (half_run / "config.yaml").write_text("recipe: {}\nruntime: {}\n")
+    (half_run / "checkpoints" / "LATEST").write_text('{"dir": "../../etc"}')
+
+    (d / "a_file.txt").write_text("a file where a directory is expected\n")
+    (d / "bad.yaml").write_text("lr: [unclosed\n")
+    (d / "list.yaml").write_text("- 1\n- 2\n")
+    (d / "coeffs_bad.json").write_text('{"alpha": 1.2}')
+    (d / "coeffs_nan.json").write_text('{"alpha": NaN, "beta": 1.1, "gamma": 1.1}')
+    (d / "data").mkdir()
+    for c in ("a", "b"):
+        (d / "data" / c).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data" / c / f"{i}.png")
+    return d
+
+
+# (argv with {ws} for the workspace, words the one stderr line must contain)
+NO_TORCH = [
+    (["frobnicate"], ["invalid choice", "frobnicate"]),
+    ([], ["required", "command"]),
+    (["models", "--bogus"], ["unrecognized arguments", "--bogus"]),
+    (["scale", "--phi", "nan"], ["--phi", "finite"]),
+    (["scale", "--phi", "inf"], ["--phi", "finite"]),
+    (["scale", "--phi", "1", "--alpha=-inf"], ["--alpha", "finite"]),
+    (["scale", "--phi", "1e999"], ["--phi", "finite"]),
+    (["scale"], ["required", "--phi"]),
+    (["profile", "efficientnet_b0", "--batch", "-1"], ["--batch", ">= 1"]),
+    (["profile", "efficientnet_b0", "--size", "0"], ["--size", ">= 1"]),
+    (["predict", "{ws}/ok.png", "--topk", "0"], ["--topk", ">= 1"]),
+    (["predict", "{ws}/ok.png", *B0, "--num-classes", "0"], ["--num-classes", ">= 1"]),
+    (["predict", "{ws}/ok.png", *B0, "--num-classes", "-3"], ["--num-classes", ">= 1"]),
+    (["train", "--lr", "nan"], ["--lr", "finite"]),
+    (["train", "--drop-path", "inf"], ["--drop-path", "finite"]),
+    (["train", "--img-size", "-5"], ["--img-size", ">= 1"]),
+    (["train", "--threads", "0"], ["--threads", ">= 1"]),
+    (["train", "--amp", "fp8"], ["--amp", "invalid choice"]),
+    (["eval", "--weights", "{ws}/ok.png", "-b", "0"], ["--batch-size", ">= 1"]),
+    (["eval"], ["required", "--weights"]),
+    (["schedule", "--stages", "0"], ["--stages", ">= 1"]),
+    (["search", "compound", "--base", "efficientnet_b0", "--phi", "nan"], ["--phi", "finite"]),
+    (["search", "compound", "--base", "efficientnet_b0", "--trials", "-1"], ["--trials", ">= 1"]),
+    (["search"], ["required", "search_kind"]),
+    (["experiment", "scaling", "--base", "efficientnet_b0", "--target-flops-ratio", "2",
+      "--budget-epochs", "-1"], ["--budget-epochs", ">= 1"]),
+]
+
+WITH_TORCH = [
+    # models, scale, profile
+    (["models", "nothing*"], ["no model matches"]),
+    (["scale", "--phi", "40"], ["too large to build", "blocks"]),
+    (["scale", "--phi", "1", "--base", "efficientnet_b9"], ["unknown model", "efficientnet_b9"]),
+    (["scale", "--phi", "1", "--coeffs", "{ws}"], ["is a directory", "{ws}"]),
+    (["scale", "--phi", "1", "--coeffs", "{ws}/coeffs_bad.json"], ["coeffs_bad.json", "alpha, beta, gamma"]),
+    (["scale", "--phi", "1", "--coeffs", "{ws}/coeffs_nan.json"], ["coeffs_nan.json", "finite"]),
+    (["scale", "--phi", "1", "--coeffs", "{ws}/ok.png"], ["ok.png", "alpha, beta, gamma"]),
+    (["profile", "efficientnet_b0", "--device", "bogus"], ["--device", "bogus"]),
+    (["profile", "efficientnet_b0", "--size", "100000"], ["100000", "px"]),
+    # predict: images
+    (["predict", "{ws}/corrupt.jpg", *B0], ["cannot read image", "corrupt.jpg"]),
+    (["predict", "{ws}/truncated.png", *B0], ["cannot read image", "truncated.png"]),
+    (["predict", "{ws}/empty.jpg", *B0], ["cannot read image", "empty.jpg"]),
+    (["predict", "{ws}/text.png", *B0], ["cannot read image", "text.png"]),
+    (["predict", "{ws}/bomb.png", *B0], ["cannot read image", "bomb.png", "pixels"]),
+    (["predict", "{ws}/bomb_warn.png", *B0], ["cannot read image", "bomb_warn.png", "pixels"]),
+    (["predict", "{ws}/data", *B0], ["no such image", "data"]),
+    (["predict", "{ws}/missing.png", *B0], ["no such image", "missing.png"]),
+    # predict: weights
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], ["refusing to load", "evil.pth"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/random.pth"], ["cannot read weights", "random.pth"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/wrong_shape.safetensors"],
+     ["do not fit", "shape", "(7, 3, 3, 3)"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/wrong_dtype.safetensors"],
+     ["do not fit", "torch.int32", "floating-point"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/huge_header.safetensors"],
+     ["cannot read weights", "huge_header.safetensors"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/bad_header.safetensors"],
+     ["cannot read weights", "bad_header.safetensors"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/truncated.safetensors"],
+     ["cannot read weights", "truncated.safetensors"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/timm_run"], ["timm_run"]),
+    # train
+    (["train", "--resume", "{ws}/lightning_logs/version_0"], ["cannot resume", "version_0"]),
+    (["train", "--resume", "{ws}/timm_run"], ["cannot resume", "timm_run"]),
+    (["train", "--resume", "{ws}/half_run"], ["cannot resume", "half_run"]),
+    (["train", "--resume", "{ws}/a_file.txt"], ["cannot resume", "a_file.txt"]),
+    (["train", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5", "-b", "2",
+      "--output", "{ws}/a_file.txt"], ["already exists", "a_file.txt"]),
+    (["train", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5", "-b", "2",
+      "--output", "{ws}/a_file.txt/run"], ["Not a directory", "a_file.txt"]),
+    (["train", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5", "-b", "2",
+      "--output", "/proc/effnet-run"], ["/proc/effnet-run"]),
+    (["train", "--data", "{ws}/a_file.txt"], ["must be a directory", "a_file.txt"]),
+    (["train", "--phi", "40"], ["too large to build"]),
+    (["train", "--img-size", "100000"], ["img_size", "100000"]),
+    (["train", "--set", "lr=nan"], ["lr", "finite"]),
+    (["train", "--set", "epochs=-2"], ["epochs"]),
+    (["train", "--config", "{ws}/bad.yaml"], ["cannot parse config", "bad.yaml"]),
+    (["train", "--config", "{ws}/list.yaml"], ["list.yaml", "mapping"]),
+    (["train", "--config", "{ws}"], ["{ws}"]),
+    (["train", "--device", "bogus", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5"],
+     ["--device", "bogus"]),
+    # eval
+    (["eval", *B0, "--weights", "{ws}/lightning_logs/version_0"], ["no such weights file", "version_0"]),
+    (["eval", *B0, "--weights", "{ws}/evil.pth", "--data", "{ws}/data", "--val-split", "0.5"],
+     ["refusing to load", "evil.pth"]),
+    (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/data",
+      "--val-split", "0.5"], ["do not fit"]),
+    # schedule
+    (["schedule", "--size", "300:x"], ["size", "300:x"]),
+    (["schedule", "v2-s", "--size", "-1:10"], ["size"]),
+    (["schedule", "--size", "128:300", "--dropout", "nan:0.3"], ["dropout"]),
+    # search and experiment
+    (["search", "compound", "--base", "efficientnet_b0", "--output", "{ws}/a_file.txt"], ["a_file.txt"]),
+    (["search", "compound", "--base", "efficientnet_b0", "--output", "{ws}/s",
+      "--storage", "sqlite:///{ws}/a_file.txt/study.db"], ["cannot open study storage"]),
+    (["experiment", "scaling", "--base", "efficientnet_b0", "--target-flops-ratio", "2",
+      "--coeffs", "{ws}"], ["is a directory"]),
+    (["experiment", "scaling", "--base", "efficientnet_b0", "--target-flops-ratio", "nan"],
+     ["--target-flops-ratio"]),
+    (["experiment", "scaling", "--base", "efficientnet_b0", "--target-flops-ratio", "2",
+      "--base-phi", "-4", "--base-size", "16", "--output", "{ws}/a_file.txt"], ["a_file.txt"]),
+]
+
+
+def _state(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+_ZYGOTE = r"""
+import json, os, sys, traceback
+from effnet.cli import main
+import effnet.inference, effnet.weights, effnet.tools.profile, effnet.train.trainer, effnet.data
+import effnet.search.compound, effnet.search.experiment
+proto = os.fdopen(os.dup(1), "w")
+for line in sys.stdin:
+    req = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.chdir(req["cwd"])
+            for fd, name in ((1, "out"), (2, "err")):
+                f = os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(f, fd)
+                os.close(f)
+            sys.argv = ["effnet", *req["argv"]]
+            code = main(req["argv"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    proto.write(json.dumps({"pid": pid}) + "\n")
+    proto.flush()
+    _, status = os.waitpid(pid, 0)
+    proto.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n")
+    proto.flush()
+"""
+
+
+class _Zygote:
+    """One process that imported effnet; each `run` forks a fresh process for one command."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=_env())
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def _reply(self, timeout: float) -> dict:
+        if not self.sel.select(timeout):
+            raise TimeoutError
+        line = self.proc.stdout.readline()
+        assert line, "the zygote died"
+        return json.loads(line)
+
+    def run(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        out, err = cwd.parent / f"{cwd.name}.out", cwd.parent / f"{cwd.name}.err"
+        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd), "out": str(out),
+                                          "err": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        pid = self._reply(TIME_LIMIT_S)["pid"]
+        try:
+            code = self._reply(TIME_LIMIT_S)["exit"]
+        except TimeoutError:
+            os.kill(pid, 9)
+            self._reply(TIME_LIMIT_S)
+            raise AssertionError(f"effnet {' '.join(argv)} ran past {TIME_LIMIT_S} s") from None
+        return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    z = _Zygote()
+    yield z
+    z.close()
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _executable(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "effnet", *argv], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=TIME_LIMIT_S)
+
+
+def _refused(ws: Path, tmp_path: Path, argv: list[str], words: list[str], runner=_executable) -> None:
+    argv = [a.replace("{ws}", str(ws)) for a in argv]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    before = _state(ws)
+    proc = runner(argv, cwd)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("effnet: error: "), proc.stderr[-2000:]
+    for w in words:
+        assert w.replace("{ws}", str(ws)) in lines[0], lines[0]
+    assert _state(ws) == before  # inputs untouched, nothing written beside them
+    assert not any(cwd.iterdir()), list(cwd.iterdir())  # no runs/ in the working dir
+
+
+def _id(case) -> str:
+    return " ".join(case[0])[:60].replace("{ws}/", "")
+
+
+@pytest.mark.timeout(2 * TIME_LIMIT_S)
+@pytest.mark.parametrize("argv, words", NO_TORCH, ids=[_id(c) for c in NO_TORCH])
+def test_flag_errors_refused_while_parsing(ws, tmp_path, argv, words):
+    _refused(ws, tmp_path, argv, words)
+
+
+@pytest.mark.timeout(2 * TIME_LIMIT_S)
+@pytest.mark.parametrize("argv, words", WITH_TORCH, ids=[_id(c) for c in WITH_TORCH])
+def test_bad_input_refused(ws, tmp_path, zygote, argv, words):
+    _refused(ws, tmp_path, argv, words, runner=zygote.run)
+
+
+@pytest.mark.timeout(4 * TIME_LIMIT_S)
+@pytest.mark.parametrize("argv, words", [WITH_TORCH[1], WITH_TORCH[13]], ids=["phi40", "bomb"])
+def test_real_executable_refuses_too(ws, tmp_path, argv, words):
+    _refused(ws, tmp_path, argv, words)
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(ws, tmp_path, zygote):
+    import torch
+
+    marker = ws / "markers" / "pwned"
+    for argv, runner in ((["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], _executable),
+                         (["train", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5", "-b", "2",
+                           "--weights", "{ws}/evil.pth", "--output", str(tmp_path / "run")], zygote.run)):
+        _refused(ws, tmp_path, argv, ["refusing to load", "evil.pth"], runner)
+        assert not marker.exists() and not (tmp_path / "run").exists()
+    # the file is really hostile: an unsafe load runs its code (the test could fail)
+    try:
+        torch.load(ws / "evil.pth", weights_only=False)
+        assert marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def test_predict_without_weights_says_the_answers_are_random(ws, tmp_path):
+    proc = _executable(["predict", str(ws / "ok.png"), *B0, "--topk", "1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "effnet: warning: no --weights given: these predictions come from random weights"]
+    assert "1." in proc.stdout
+
+
+def test_catalogue_is_large():
+    assert len(NO_TORCH) + len(WITH_TORCH) >= 40
+    assert {a[0][0] for a in NO_TORCH + WITH_TORCH if a[0]} >= {
+        "models", "scale", "profile", "predict", "train", "eval", "schedule", "search", "experiment"}

@@ -1,0 +1,164 @@
+"""Faults during training, each in a real `python -m effnet train` process:
+
+* killed (SIGKILL, injected by EFFNET_FAULT_KILL in effnet.fileio) half-way through writing each
+  part of a checkpoint: the previous checkpoint still loads, `--resume` completes, and the result
+  equals an uninterrupted run bit for bit;
+* SIGTERM / SIGINT: a final checkpoint, exit 143 / 130 with one line, and an exact resume;
+* a file-size limit (RLIMIT_FSIZE, as a full disk) during a save: one line, the previous
+  checkpoint kept, and a later resume completes.
+
+None of these runs passes --deterministic: on CPU the default run already replays exactly.
+"""
+
+import csv
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from effnet.train import checkpoint as ckpt
+
+# a 0.1 M-parameter B0 (phi = -6) on 256 digits: 8 steps of 32 per epoch, 2 epochs
+TINY = ["--phi", "-6", "--train-subset", "256", "--val-subset", "64", "-b", "32", "--no-progress",
+        "--no-tensorboard", "--epochs", "2", "--ckpt-every-steps", "2"]
+TOTAL_STEPS = 16
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _train(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "effnet", "train", *args], env=env or _env(),
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def _pointer(run: Path) -> dict | None:
+    try:
+        return json.loads((run / "checkpoints" / "LATEST").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def _assert_same_run(ref: Path, run: Path) -> None:
+    for name in ("last.safetensors", "last_ema.safetensors"):
+        _assert_same_weights(ref / name, run / name)
+    keep = ("epoch", "global_step", "images", "train_loss", "val_loss", "top1", "ema_top1")
+    ref_rows, run_rows = ([{k: r[k] for k in keep} for r in csv.DictReader((d / "metrics.csv").open())]
+                          for d in (ref, run))
+    assert run_rows == ref_rows
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run every faulted run must end up equal to."""
+    ref = tmp_path_factory.mktemp("faults") / "ref"
+    done = _train(*TINY, "--output", str(ref))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim, nth, nbytes", [
+    ("model.safetensors", 2, 4096),  # the second checkpoint's weights, 4 KB in
+    ("state.pt", 2, 300),  # its optimiser/RNG state
+    ("LATEST", 2, 5),  # the pointer that publishes it
+])
+def test_killed_while_writing_a_checkpoint_keeps_the_previous_and_resumes_exactly(
+        tmp_path, reference, victim, nth, nbytes):
+    run = tmp_path / "run"
+    died = _train(*TINY, "--output", str(run), env=_env(EFFNET_FAULT_KILL=f"{victim}:{nth}:{nbytes}"))
+    assert died.returncode == -signal.SIGKILL, died.stderr[-2000:]
+    assert not (run / "summary.json").exists()
+    # the half-written file reached the disk under a temporary name nobody points to
+    half = [p for p in (run / "checkpoints").rglob(f".{victim}.*.tmp")]
+    assert [p.stat().st_size for p in half] == [nbytes]
+    assert _pointer(run)["global_step"] == 2  # the step-2 checkpoint is still the published one
+    state = ckpt.load_state(ckpt.latest_checkpoint(run))
+    assert state["global_step"] == 2
+    _assert_same_weights(run / "last.safetensors", ckpt.latest_checkpoint(run) / ckpt.MODEL_FILE)
+
+    done = _train("--resume", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming" in done.stdout
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # the dead writer's leftovers are gone
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == [f"step-{TOTAL_STEPS:08d}"]
+    _assert_same_run(reference, run)
+
+
+def _start_then_signal(run: Path, sig: int) -> tuple[subprocess.Popen, str, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "effnet", "train", *TINY, "--output", str(run)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        p = _pointer(run)
+        if p and p["global_step"] >= 2:  # training is under way, a checkpoint exists
+            proc.send_signal(sig)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=240)
+    return proc, err, p["global_step"] if p else -1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signal_saves_a_checkpoint_exits_128_plus_n_and_resumes_exactly(tmp_path, reference, sig, code):
+    run = tmp_path / "run"
+    proc, err, seen = _start_then_signal(run, sig)
+    assert proc.returncode == code, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], err
+    assert f"--resume {run}" in lines[0]
+    state = ckpt.load_state(ckpt.latest_checkpoint(run))
+    step = state["global_step"]
+    assert seen <= step < TOTAL_STEPS and f"after step {step} of {TOTAL_STEPS}" in lines[0]
+    assert not (run / "summary.json").exists()
+
+    done = _train("--resume", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_run(reference, run)
+
+
+def _file_size_limit(nbytes: int):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+@pytest.mark.slow
+def test_file_size_limit_during_a_save_keeps_the_previous_checkpoint(tmp_path, reference):
+    run = tmp_path / "run"
+    first = _train(*TINY, "--output", str(run), env=_env(EFFNET_FAULT_KILL="state.pt:2:300"))
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    before = _pointer(run)
+    model_size = (run / "last.safetensors").stat().st_size
+    # resumed where no file as large as the weights can be written: the next save fails
+    full = _train("--resume", str(run), preexec_fn=_file_size_limit(model_size // 2))
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 1, full.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("effnet: error: cannot write checkpoint"), lines
+    assert "File too large" in lines[0] and "last saved checkpoint is kept" in lines[0]
+    assert _pointer(run) == before
+    assert ckpt.load_state(ckpt.latest_checkpoint(run))["global_step"] == before["global_step"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert len(list((run / "checkpoints").glob("step-*"))) == 1
+
+    done = _train("--resume", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_run(reference, run)
