@@ -159,6 +159,23 @@ def test_interrupted_download_is_refused_and_nothing_kept(server, cache, fixture
     assert not cache.exists() or os.listdir(cache) == []
 
 
+def test_cut_download_without_hash_in_its_name_is_removed(server, cache, fixture_weights):
+    """A mirror of a hub-only file has no sha256 prefix to check: the cut file fails to read as
+    weights and is removed, so the next try downloads again."""
+    from safetensors.torch import save
+
+    source, _, _ = fixture_weights
+    name = "lite0_fixture.safetensors"
+    server.files[name] = save(source.state_dict())
+    server.cut.add(name)
+    with pytest.raises(UserError, match=r"cannot read weights file .*lite0_fixture\.safetensors"):
+        resolve_pretrained(fixture_row(name), url_base=server.url)
+    assert os.listdir(cache) == []
+    server.cut.clear()
+    _, path = resolve_pretrained(fixture_row(name), url_base=server.url)
+    assert same_logits(source, effnet.create_model("efficientnet_lite0", num_classes=10, weights=path))
+
+
 def test_a_placed_file_that_is_not_the_published_one_is_removed(cache, fixture_weights):
     _, data, name = fixture_weights
     cache.mkdir(parents=True)

@@ -22,8 +22,7 @@ import torch
 
 from ..errors import UserError
 from ..weights import _one_line, detect_format, load_state_dict_file, load_weights, save_weights
-from . import offline_path
-from .table import PretrainedWeights
+from .table import OfflineSource, PretrainedWeights
 
 URL_BASE_ENV = "EFFNET_HUB_URL"  # serve every file from this mirror directory (tests, air-gapped sites)
 HF_FILENAME = "model.safetensors"  # what timm's hub repos hold
@@ -57,6 +56,20 @@ def local_weights(row: PretrainedWeights, url_base: str | None = None, progress:
             src.unlink(missing_ok=True)
         raise
     return out
+
+
+def offline_path(source: OfflineSource) -> Path | None:
+    """The file an installed package ships, or None when the package is not installed."""
+    import importlib
+
+    try:
+        obj = importlib.import_module(source.module)
+    except ImportError:
+        return None
+    for part in source.getter.split("."):
+        obj = getattr(obj, part)
+    path = Path(os.fspath(obj()))
+    return path if path.is_file() else None
 
 
 def _source_file(row: PretrainedWeights, url_base: str | None, progress: bool) -> tuple[Path, str, bool]:
