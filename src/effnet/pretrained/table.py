@@ -76,10 +76,13 @@ def _timm(tag: str, train: int, evl: int, crop_pct: float, interpolation: str, s
                              hf_hub=f"timm/{tag}", num_classes=num_classes, offline=LITE_PACKAGES.get(tag))
 
 
-def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float, url: str) -> PretrainedWeights:
-    # torchvision evaluates: resize the short side to resize_size, center crop crop_size
-    pre = Preprocess(crop, crop, crop_pct=crop / resize, interpolation=interpolation, mean=stats[0],
-                     std=stats[1])
+def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float, url: str,
+        train: int | None = None) -> PretrainedWeights:
+    # torchvision evaluates: resize the short side to resize_size, center crop crop_size. Its enum
+    # has no train size: V1 ports trained at their eval size (SPEC A.8); V2 rows give the paper's
+    # (SPEC C.3), which torchvision's V2 recipe also trains at
+    pre = Preprocess(train or crop, crop, crop_pct=crop / resize, interpolation=interpolation,
+                     mean=stats[0], std=stats[1])
     arch = tag.split(".")[0]
     return PretrainedWeights(tag, TORCHVISION_V2_MODELS.get(arch, arch), "torchvision", pre, top1,
                              "bsd-3-clause", url=url, bn_eps=1e-3 if arch in TORCHVISION_EPS_1E3 else None)
@@ -229,7 +232,7 @@ ROWS: tuple[PretrainedWeights, ...] = (
     _tv("efficientnet_b5.tv_in1k", 456, 456, "bicubic", IMNET, 83.444, TV + "efficientnet_b5_lukemelas-1a07897c.pth"),
     _tv("efficientnet_b6.tv_in1k", 528, 528, "bicubic", IMNET, 84.008, TV + "efficientnet_b6_lukemelas-24a108a5.pth"),
     _tv("efficientnet_b7.tv_in1k", 600, 600, "bicubic", IMNET, 84.122, TV + "efficientnet_b7_lukemelas-c5b4e57e.pth"),
-    _tv("efficientnet_v2_s.tv_in1k", 384, 384, "bilinear", IMNET, 84.228, TV + "efficientnet_v2_s-dd5fe13b.pth"),
-    _tv("efficientnet_v2_m.tv_in1k", 480, 480, "bilinear", IMNET, 85.112, TV + "efficientnet_v2_m-dc08266a.pth"),
-    _tv("efficientnet_v2_l.tv_in1k", 480, 480, "bicubic", HALF2, 85.808, TV + "efficientnet_v2_l-59c71312.pth"),
+    _tv("efficientnet_v2_s.tv_in1k", 384, 384, "bilinear", IMNET, 84.228, TV + "efficientnet_v2_s-dd5fe13b.pth", 300),
+    _tv("efficientnet_v2_m.tv_in1k", 480, 480, "bilinear", IMNET, 85.112, TV + "efficientnet_v2_m-dc08266a.pth", 384),
+    _tv("efficientnet_v2_l.tv_in1k", 480, 480, "bicubic", HALF2, 85.808, TV + "efficientnet_v2_l-59c71312.pth", 384),
 )
