@@ -41,7 +41,7 @@ import effnet
 from effnet.data import Split, Transformed, eval_transform, load_data, train_transform
 from effnet.train.optim import build_optimizer, build_schedule, set_lr
 from effnet.train.recipe import Recipe
-from effnet.train.trainer import cpu_threads
+from effnet.train.runtime import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA256 = "492d611848bf79180b3994822305135d3f9b137685d21a8e5e9c34bccfbe5cb1"

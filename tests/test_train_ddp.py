@@ -64,8 +64,9 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
     float round-off (tests/ddp_equivalence.py: dropout, drop-path, mixing off; BN frozen)."""
     import torch
 
+    from effnet.train import build_model
     from effnet.train.recipe import get_recipe, override
-    from effnet.train.trainer import _seed_all, build_model
+    from effnet.train.runtime import seed_all
 
     worker = str(Path(__file__).with_name("ddp_equivalence.py"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -80,7 +81,7 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
     assert worst < 1e-5, worst
 
     # the epoch moved the weights far more than that (so agreeing is not trivial)
-    _seed_all(0)
+    seed_all(0)
     init, _, _ = build_model(override(get_recipe("quick"), {"phi": -6}), 10)
     w0 = init.state_dict()
     moved = max((a[k] - w0[k]).abs().max().item() for k in floats if k in w0)

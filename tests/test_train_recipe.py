@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from effnet.errors import UserError
+from effnet.train import make_spec
 from effnet.train.recipe import (
     PRESETS,
     Recipe,
@@ -13,7 +14,6 @@ from effnet.train.recipe import (
     read_config,
     recipe_from_dict,
 )
-from effnet.train.trainer import make_spec
 
 
 def test_paper_v1_is_the_tpu_recipe():

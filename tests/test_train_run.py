@@ -79,8 +79,8 @@ def test_finetune_from_a_run_with_a_new_head(quick_run, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    from effnet.train import build_model
     from effnet.train.recipe import get_recipe, override
-    from effnet.train.trainer import build_model
 
     digits = load_digits()
     for split, rows in (("train", range(0, 300)), ("val", range(300, 420))):

@@ -22,9 +22,6 @@ RECIPE_FLAGS = {
     "eval_size": "eval_size", "seed": "seed", "bn_momentum": "bn_momentum", "bn_eps": "bn_eps",
     "progressive": "progressive",
 }
-# runtime flags a resumed run may change (the rest must match the interrupted run)
-RESUME_RUNTIME = ("device", "amp", "workers", "threads", "compile", "channels_last", "ckpt_every_steps",
-                  "progress", "tensorboard", "deterministic", "save_samples")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,15 +142,16 @@ def _recipe_changes(args) -> dict:
 
 
 def _runtime_names() -> tuple[str, ...]:
-    from ..train.trainer import RunOptions
+    from ..train.options import RunOptions
 
     return tuple(f.name for f in RunOptions.__dataclass_fields__.values())
 
 
 def build_run(args):
     """(Recipe, RunOptions) from the command line, or from the run being resumed."""
+    from ..train.options import RunOptions, resumable_options
     from ..train.recipe import DEFAULT_RECIPE, for_model, get_recipe, override, read_config
-    from ..train.trainer import CONFIG_FILE, RunOptions
+    from ..train.report import CONFIG_FILE
 
     runtime = _given(args, _runtime_names())
     changes = _recipe_changes(args)
@@ -170,7 +168,7 @@ def build_run(args):
         except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError):
             raise UserError(f"cannot resume: {cfg_file} is damaged") from None
         bad = sorted(set(changes) - {"epochs", "steps"})
-        bad += sorted(k for k in runtime if k not in RESUME_RUNTIME and k != "resume")
+        bad += sorted(k for k in runtime if k not in resumable_options() and k != "resume")
         if args.recipe or args.config:
             bad.append("recipe" if args.recipe else "config")
         if bad:

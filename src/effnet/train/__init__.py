@@ -1,9 +1,11 @@
 """Training: recipes as data, TF-faithful optimiser/schedule/EMA, the loop, checkpoints."""
 
 from .ema import ModelEma
+from .network import build_model, make_spec
 from .optim import LRSchedule, RMSpropTF, build_optimizer, build_schedule, param_groups
+from .options import RunOptions
 from .recipe import PRESETS, Recipe, get_recipe, override
-from .trainer import RunOptions, Trainer, TrainingDiverged, build_model, make_spec, train
+from .trainer import Trainer, TrainingDiverged, train
 
 __all__ = [
     "PRESETS", "LRSchedule", "ModelEma", "RMSpropTF", "Recipe", "RunOptions", "Trainer",

@@ -11,20 +11,15 @@ and `total_steps` say how far training is, so a stage schedule can be plugged in
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
 import hashlib
-import json
 import math
-import os
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,13 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..arch.scaling import scale, scale_compound
-from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
 from ..inference import RUN_SPEC_FILE
-from ..models import load_config_file, model_config, resolve
+from ..models import load_config_file
 from ..nn.model import EfficientNet
 from . import checkpoint as ckpt
+from . import report
 from .distributed import (
     World,
     all_sum,
@@ -50,123 +44,21 @@ from .distributed import (
     init_world,
 )
 from .ema import ModelEma
-from .evaluate import AMP_DTYPES, autocast, eval_loader, evaluate
-from .metrics import MetricsLog, summary_table
+from .evaluate import autocast, eval_loader, evaluate
+from .metrics import MetricsLog
+from .network import build_model
 from .optim import LRSchedule, build_optimizer, build_schedule, set_lr
+from .options import RESUMABLE_RECIPE_KEYS, RunOptions
 from .recipe import Recipe
+from .runtime import RunRuntime, seed_all
 from .sampling import EpochSampler, SeededSamples, loader_generator, sample_seed
 from .signals import StopOnSignal
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
 STATE_VERSION = 1
-RESUMABLE_KEYS = ("epochs", "steps")  # a resumed run may be lengthened, nothing else
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last checkpoint is the last good state."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Where and how a recipe runs (none of this changes the maths of a CPU run)."""
-
-    data: str | None = None  # None: built-in digits
-    val_split: float | None = None
-    download: bool = False
-    strict: bool = False
-    output: str | None = None  # run directory; default runs/<timestamp>-<model>
-    resume: str | None = None
-    weights: str | None = None  # initial weights (fine-tuning)
-    pretrained: str | None = None  # published weights by tag (effnet.pretrained), with their preprocessing
-    adapt: bool = False
-    num_classes: int | None = None
-    device: str | None = None  # auto: cuda:<local rank> when available
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False
-    workers: int | None = None  # None: 0 on CPU (in-process is fastest for small images), else 8
-    threads: int | None = None  # CPU intra-op threads; None: see cpu_threads()
-    ckpt_every_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
-    deterministic: bool = False
-    train_subset: int | None = None  # first N of a seeded shuffle of train (quick experiments)
-    val_subset: int | None = None
-    save_samples: int = 0  # write N val images as PNG into RUN/samples (for a predict demo)
-    progress: bool = True
-    tensorboard: bool = True
-
-    def __post_init__(self) -> None:
-        if self.amp not in AMP_DTYPES:
-            raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)} (got {self.amp!r})")
-        for name in ("ckpt_every_steps", "save_samples"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name.replace('_', '-')} must be >= 0")
-        for name in ("workers", "threads", "train_subset", "val_subset", "num_classes"):
-            v = getattr(self, name)
-            if v is not None and v < (0 if name == "workers" else 1):
-                raise UserError(f"--{name.replace('_', '-')} must be >= {0 if name == 'workers' else 1}"
-                                f" (got {v})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-# --- model of a recipe -------------------------------------------------------------------------
-def make_spec(recipe: Recipe, preprocess: Preprocess | None = None) -> tuple[NetSpec, bool]:
-    """The network a recipe names: a zoo model, compound-scaled by `phi` or scaled by width/depth
-    multipliers, with the recipe's image sizes and regularisation written into the spec so that
-    the saved spec rebuilds the same network and preprocessing. `preprocess`: that of the weights
-    the run starts from, instead of the architecture's."""
-    spec, tf = resolve(recipe.model)
-    if preprocess is not None:
-        spec = spec.with_(preprocess=preprocess)
-    if recipe.phi is not None and (recipe.width is not None or recipe.depth is not None):
-        raise UserError("give either --phi or --width/--depth, not both")
-    try:
-        if recipe.phi is not None:
-            spec, _ = scale_compound(spec, recipe.phi)
-        elif recipe.width is not None or recipe.depth is not None:
-            w, d = recipe.width or 1.0, recipe.depth or 1.0
-            if w <= 0 or d <= 0:
-                raise ValueError(f"width and depth multipliers must be > 0 (got {w}, {d})")
-            spec = scale(spec, width=w, depth=d, name=f"{spec.name}-w{w:g}-d{d:g}")
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    pre = spec.preprocess
-    eval_size = recipe.eval_size or (recipe.img_size or pre.eval_size)
-    train_size = recipe.img_size or (round(eval_size * recipe.train_size_ratio)
-                                     if recipe.train_size_ratio != 1 else pre.train_size)
-    spec = spec.with_(preprocess=dataclasses.replace(pre, train_size=train_size, eval_size=eval_size),
-                      dropout=spec.dropout if recipe.dropout is None else recipe.dropout,
-                      drop_path=spec.drop_path if recipe.drop_path is None else recipe.drop_path)
-    return spec, tf
-
-
-def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
-                adapt: bool = False, pretrained: str | None = None) -> EfficientNet:
-    """The recipe's network, with `weights` (a file) or `pretrained` (a published row, whose
-    preprocessing and BN eps it takes; a new classifier for another class count) loaded."""
-    row = None
-    if pretrained is not None:
-        from ..pretrained import resolve_pretrained
-
-        if weights is not None:
-            raise UserError("give either --weights or --pretrained, not both")
-        row, path = resolve_pretrained(pretrained)
-        if resolve(recipe.model)[0].name != row.model:
-            raise UserError(f"--pretrained {row.tag} holds weights for {row.model}, "
-                            f"not --model {recipe.model}")
-        weights, adapt = str(path), True
-    spec, _ = make_spec(recipe, row.preprocess if row is not None else None)
-    bn_eps = recipe.bn_eps if recipe.bn_eps is not None else (row.bn_eps if row is not None else None)
-    config = model_config(recipe.model, num_classes=num_classes, bn_eps=bn_eps,
-                          bn_momentum=recipe.bn_momentum).with_(spec=spec)
-    model = EfficientNet.from_config(config)
-    if weights is not None:
-        from ..weights import load_weights
-
-        load_weights(model, weights, adapt=adapt)
-    return model
 
 
 def _subset(dataset, n: int | None, seed: int):
@@ -185,20 +77,6 @@ def _state_hash(module: nn.Module) -> str:
         h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                  if v.numel() else b"")
     return h.hexdigest()
-
-
-def cpu_threads(requested: int | None = None) -> int:
-    """Intra-op threads for CPU training: --threads, else torch's default (OMP_NUM_THREADS or the
-    machine's cores). A guess from the load average picked 1 thread of 2 on an idle machine that
-    had just been busy and halved a fine-tune's speed; on a machine shared with other jobs, pass
-    --threads (OpenMP threads that must wait for a busy core spin at every barrier)."""
-    return requested or torch.get_num_threads()
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed & 0xFFFFFFFF)
 
 
 class Trainer:
@@ -227,18 +105,11 @@ class Trainer:
             self.resume_state = ckpt.load_state(self.resume_ckpt)
             saved = self.resume_state["recipe"]
             changed = sorted(k for k, v in r.to_dict().items()
-                             if k not in RESUMABLE_KEYS and saved.get(k) != v)
+                             if k not in RESUMABLE_RECIPE_KEYS and saved.get(k) != v)
             if changed:
                 raise UserError(f"cannot resume {self.run_dir} with a different recipe "
                                 f"(changed: {', '.join(changed)})")
-        if o.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        elif w.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        if w.device.type == "cpu":
-            torch.set_num_threads(cpu_threads(o.threads))
+        self._context.enter_context(RunRuntime(w.device, o.threads, o.deterministic))
         if o.amp == "bf16" and w.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("--amp bf16: this GPU does not support bfloat16; use --amp fp16")
 
@@ -267,7 +138,7 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.global_batch = r.batch_size * w.size * r.grad_accum
 
-        _seed_all(r.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+        seed_all(r.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         if o.resume:  # the network that was trained, BN settings of its weights included
             model = EfficientNet.from_config(load_config_file(str(self.run_dir / RUN_SPEC_FILE)))
         else:
@@ -328,7 +199,7 @@ class Trainer:
         if self.resume_state is not None:
             self._restore(self.resume_state)
         else:
-            _seed_all(sample_seed(r.seed, 1 << 30, w.rank))  # per-rank dropout/mixup streams
+            seed_all(sample_seed(r.seed, 1 << 30, w.rank))  # per-rank dropout/mixup streams
 
     def set_data_stage(self, size: int, randaug_magnitude: float | None, mixup: float,
                        cutmix: float) -> None:
@@ -381,7 +252,7 @@ class Trainer:
             print(f"effnet: warning: resuming a {st['world_size']}-process run on {w.size}; data "
                   f"order and augmentation continue, random streams are reseeded", file=sys.stderr)
             self._resume_rng = None
-            _seed_all(sample_seed(self.recipe.seed, self.global_step, w.rank))
+            seed_all(sample_seed(self.recipe.seed, self.global_step, w.rank))
 
     def _state(self) -> dict:
         rngs = gather_objects(ckpt.rng_state(), self.world)
@@ -409,22 +280,6 @@ class Trainer:
             ckpt.save_checkpoint(self.run_dir, self.model,
                                  self.ema.module if self.ema is not None else None, state, best=best)
         barrier(self.world)
-
-    def _write_run_files(self) -> None:
-        import yaml
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config = {"recipe": self.recipe.to_dict(),
-                  "runtime": {k: v for k, v in self.opts.to_dict().items() if k != "resume"},
-                  "world_size": self.world.size, "global_batch": self.global_batch,
-                  "peak_lr": self.peak_lr, "steps_per_epoch": self.steps_per_epoch,
-                  "total_steps": self.total_steps, "torch": str(torch.__version__),
-                  "command": sys.argv}
-        ckpt.atomic_write_bytes(self.run_dir / CONFIG_FILE,
-                                yaml.safe_dump(config, sort_keys=False).encode())
-        run_spec = {"model": self.recipe.model, "config": self.model.config.to_dict(),
-                    "classes": self.classes}
-        ckpt.atomic_write_bytes(self.run_dir / RUN_SPEC_FILE, json.dumps(run_spec, indent=1).encode())
 
     # --- the loop -------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -520,13 +375,12 @@ class Trainer:
                 self._check_finite(bad)
             if show and (self.global_step % 10 == 0 or last or (log_every and (i + 1) % log_every == 0)):
                 seen = (i + 1 - skip) * r.batch_size * w.size
-                speed = f"{seen / max(1e-9, time.perf_counter() - start):.0f}"
-                if log_every:
-                    if (i + 1) % log_every == 0 and not last:
-                        print(f"  epoch {self.epoch + 1}/{self.epochs}  batch {i + 1}/{n_micro}  "
-                              f"loss {loss.item():.4f}  lr {lr:.3g}  {speed} img/s", flush=True)
-                else:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=speed)
+                speed = seen / max(1e-9, time.perf_counter() - start)
+                if not log_every:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+                elif (i + 1) % log_every == 0 and not last:
+                    report.print_progress(self.epoch + 1, self.epochs, i + 1, n_micro, loss.item(), lr,
+                                          speed)
             if o.ckpt_every_steps and self.global_step % o.ckpt_every_steps == 0 and not last:
                 self._check_finite(bad | ~self._params_finite())
                 t0 = time.perf_counter()
@@ -562,27 +416,26 @@ class Trainer:
                     dist.broadcast(b, src=0)
 
     def run(self) -> dict:
-        deterministic = torch.are_deterministic_algorithms_enabled()
         try:
-            with StopOnSignal() as self.stop:
+            with contextlib.ExitStack() as self._context:  # torch settings restored on the way out
+                self.stop = self._context.enter_context(StopOnSignal())
                 self._setup()
                 return self._run()
         finally:
             close_world(getattr(self, "world", World()))
-            torch.use_deterministic_algorithms(deterministic)  # in-process callers get theirs back
 
     def _run(self) -> dict:
         from tqdm import tqdm
 
         o, w = self.opts, self.world
         if w.main and self.resume_state is None:
-            self._write_run_files()
+            report.write_run_files(self)
         barrier(w)
         self.metrics = MetricsLog(self.run_dir, self.history, o.tensorboard) if w.main else None
         if w.main:
             if self.resume_state is None:
                 self.metrics.write()
-            self._print_header()
+            report.print_header(self)
         while self.epoch < self.epochs and self.global_step < self.total_steps:
             for hook in self.on_epoch_start:
                 hook(self)
@@ -606,29 +459,9 @@ class Trainer:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if w.main:
                 self.metrics.add(row)
-                ema_txt = f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else ""
-                print(f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.4f}  "
-                      f"val loss {row['val_loss']:.4f}  top-1 {row['top1']:.2f}  "
-                      f"top-5 {row['top5']:.2f}{ema_txt}  {row['img_per_s']:.0f} img/s",
-                      flush=True)
+                report.print_epoch(row, self.epochs)
             self._checkpoint(best=is_best)
         return self._finish()
-
-    def _print_header(self) -> None:
-        r, w = self.recipe, self.world
-        what = "resuming" if self.resume_state is not None else "training"
-        print(f"effnet train: {what} {self.spec.name} ({sum(p.numel() for p in self.model.parameters()):,}"
-              f" params) on {len(self.train_data)} train / {len(self.val_data)} val images, "
-              f"{self.num_classes} classes")
-        print(f"  run dir {self.run_dir}; device {w.device}{self._threads_note()} x {w.size} "
-              f"process(es); global batch {self.global_batch}; peak lr {self.peak_lr:.4g}; "
-              f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps; sizes train "
-              f"{self.spec.preprocess.train_size} / eval {self.spec.preprocess.eval_size}")
-        print(f"recipe {r.name}:")
-        print(r.describe(), flush=True)
-
-    def _threads_note(self) -> str:
-        return f" ({torch.get_num_threads()} threads)" if self.world.device.type == "cpu" else ""
 
     def _finish(self) -> dict:
         w = self.world
@@ -641,30 +474,10 @@ class Trainer:
             "rank_state_sha256": hashes,
         }
         if w.main:
-            from .plots import save_plots
-
-            if self.opts.save_samples:
-                self._save_samples(self.opts.save_samples)
-            save_plots(self.run_dir, self.history, self.schedule.curve(), self.steps_per_epoch)
-            ckpt.atomic_write_bytes(self.run_dir / SUMMARY_FILE,
-                                    json.dumps(summary, indent=1).encode())
+            report.finish(self, summary)
             self.metrics.close()
-            print()
-            print(summary_table(self.history))
-            b = self.best
-            print(f"\nbest top-1 {b['top1']:.2f} % at epoch {b['epoch']} ({b['weights']}); "
-                  f"{self.train_time:.0f} s of training")
-            print(f"run saved in {self.run_dir}: best.safetensors, best_ema.safetensors, "
-                  f"last.safetensors, spec.json, config.yaml, metrics.csv, *.png", flush=True)
         barrier(w)
         return summary
-
-    def _save_samples(self, n: int) -> None:
-        out = self.run_dir / "samples"
-        out.mkdir(exist_ok=True)
-        for i in range(min(n, len(self.val_raw))):
-            image, label = self.val_raw[i]
-            image.save(out / f"{i:03d}_{self.classes[label]}.png")
 
 
 def train(recipe: Recipe, opts: RunOptions | None = None,

@@ -1,0 +1,70 @@
+"""The network a recipe trains: a zoo model or spec file, scaled as the recipe says, with the
+recipe's image sizes and regularisation written into its spec, and its initial weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..arch.scaling import scale, scale_compound
+from ..arch.spec import NetSpec, Preprocess
+from ..errors import UserError
+from ..models import model_config, resolve
+from ..nn.model import EfficientNet
+from .recipe import Recipe
+
+
+def make_spec(recipe: Recipe, preprocess: Preprocess | None = None) -> tuple[NetSpec, bool]:
+    """The network a recipe names: a zoo model, compound-scaled by `phi` or scaled by width/depth
+    multipliers, with the recipe's image sizes and regularisation written into the spec so that
+    the saved spec rebuilds the same network and preprocessing. `preprocess`: that of the weights
+    the run starts from, instead of the architecture's."""
+    spec, tf = resolve(recipe.model)
+    if preprocess is not None:
+        spec = spec.with_(preprocess=preprocess)
+    if recipe.phi is not None and (recipe.width is not None or recipe.depth is not None):
+        raise UserError("give either --phi or --width/--depth, not both")
+    try:
+        if recipe.phi is not None:
+            spec, _ = scale_compound(spec, recipe.phi)
+        elif recipe.width is not None or recipe.depth is not None:
+            w, d = recipe.width or 1.0, recipe.depth or 1.0
+            if w <= 0 or d <= 0:
+                raise ValueError(f"width and depth multipliers must be > 0 (got {w}, {d})")
+            spec = scale(spec, width=w, depth=d, name=f"{spec.name}-w{w:g}-d{d:g}")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    pre = spec.preprocess
+    eval_size = recipe.eval_size or (recipe.img_size or pre.eval_size)
+    train_size = recipe.img_size or (round(eval_size * recipe.train_size_ratio)
+                                     if recipe.train_size_ratio != 1 else pre.train_size)
+    spec = spec.with_(preprocess=dataclasses.replace(pre, train_size=train_size, eval_size=eval_size),
+                      dropout=spec.dropout if recipe.dropout is None else recipe.dropout,
+                      drop_path=spec.drop_path if recipe.drop_path is None else recipe.drop_path)
+    return spec, tf
+
+
+def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
+                adapt: bool = False, pretrained: str | None = None) -> EfficientNet:
+    """The recipe's network, with `weights` (a file) or `pretrained` (a published row, whose
+    preprocessing and BN eps it takes; a new classifier for another class count) loaded."""
+    row = None
+    if pretrained is not None:
+        from ..pretrained import resolve_pretrained
+
+        if weights is not None:
+            raise UserError("give either --weights or --pretrained, not both")
+        row, path = resolve_pretrained(pretrained)
+        if resolve(recipe.model)[0].name != row.model:
+            raise UserError(f"--pretrained {row.tag} holds weights for {row.model}, "
+                            f"not --model {recipe.model}")
+        weights, adapt = str(path), True
+    spec, _ = make_spec(recipe, row.preprocess if row is not None else None)
+    bn_eps = recipe.bn_eps if recipe.bn_eps is not None else (row.bn_eps if row is not None else None)
+    config = model_config(recipe.model, num_classes=num_classes, bn_eps=bn_eps,
+                          bn_momentum=recipe.bn_momentum).with_(spec=spec)
+    model = EfficientNet.from_config(config)
+    if weights is not None:
+        from ..weights import load_weights
+
+        load_weights(model, weights, adapt=adapt)
+    return model
