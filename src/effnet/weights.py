@@ -317,10 +317,15 @@ def _fit_classifier(model: nn.Module, sd: dict[str, torch.Tensor], adapt: bool) 
         for k in _ADAPTABLE:
             sd.pop(k, None)
         return
-    have = sd.get("classifier.weight")
+    have, have_bias = sd.get("classifier.weight"), sd.get("classifier.bias")
     want = ours["classifier.weight"]
-    if have is not None and have.shape == want.shape and sd["classifier.bias"].shape == ours[
-            "classifier.bias"].shape:
+    if (have is None) != (have_bias is None):
+        raise UserError("weights hold half a classifier: classifier.weight and classifier.bias "
+                        "come together or not at all")
+    if have is not None and (have.ndim != 2 or have_bias.shape != have.shape[:1]):
+        raise UserError(f"weights' classifier has weight {tuple(have.shape)} and bias "
+                        f"{tuple(have_bias.shape)}; expected (classes, features) and (classes,)")
+    if have is not None and have.shape == want.shape:
         return
     if have is not None and have.shape[1:] != want.shape[1:] and not adapt:
         raise UserError(f"weights' classifier takes {have.shape[1]} features but the model's takes "
