@@ -52,9 +52,11 @@ class _RunsCode:
 def ws(tmp_path_factory) -> Path:
     """Every bad input, made once; the tests below must leave all of it untouched."""
     import torch
+    import yaml
     from safetensors.torch import save_file
 
     import effnet
+    from effnet.train.recipe import get_recipe
 
     d = tmp_path_factory.mktemp("catalogue")
     rng = np.random.default_rng(0)
@@ -73,6 +75,13 @@ def ws(tmp_path_factory) -> Path:
 
     (d / "markers").mkdir()
     torch.save({"state_dict": _RunsCode(d / "markers" / "pwned")}, d / "evil.pth")
+    evil_run = d / "evil_run"  # an effnet run whose training state would run code
+    (evil_run / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (evil_run / "config.yaml").write_text(yaml.safe_dump(
+        {"recipe": get_recipe("quick").to_dict(), "runtime": {}}))
+    (evil_run / "checkpoints" / "LATEST").write_text('{"dir": "step-00000001"}')
+    torch.save({"format": "effnet-train-state", "x": _RunsCode(d / "markers" / "pwned")},
+               evil_run / "checkpoints" / "step-00000001" / "state.pt")
 
     sd = effnet.create_model("efficientnet_b0").state_dict()
     stem = "stem.conv.weight" if "stem.conv.weight" in sd else next(iter(sd))
@@ -356,8 +365,9 @@ def test_a_pickle_that_runs_code_is_refused_and_never_runs(ws, tmp_path, zygote)
     marker = ws / "markers" / "pwned"
     for argv, runner in ((["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], _executable),
                          (["train", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5", "-b", "2",
-                           "--weights", "{ws}/evil.pth", "--output", str(tmp_path / "run")], zygote.run)):
-        _refused(ws, tmp_path, argv, ["refusing to load", "evil.pth"], runner)
+                           "--weights", "{ws}/evil.pth", "--output", str(tmp_path / "run")], zygote.run),
+                         (["train", "--resume", "{ws}/evil_run"], zygote.run)):
+        _refused(ws, tmp_path, argv, ["refusing to load", "evil", "pickled Python object (io.open)"], runner)
         assert not marker.exists() and not (tmp_path / "run").exists()
     # the file is really hostile: an unsafe load runs its code (the test could fail)
     try:

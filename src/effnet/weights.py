@@ -104,13 +104,13 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             with torch.serialization.safe_globals([argparse.Namespace]):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise _unpickling_error(path, e) from e
+        raise unpickling_error(path, e) from e
     except Exception as e:  # truncated, corrupt, not a weights file at all
         raise UserError(f"cannot read weights file {path}: {_one_line(e)}") from e
     return clean_state_dict(obj, source=str(path))
 
 
-def _unpickling_error(path: Path, e: Exception) -> UserError:
+def unpickling_error(path: Path, e: Exception) -> UserError:
     # torch's message is a page of advice; keep the part that says what was found
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
     if refused:
