@@ -366,3 +366,10 @@ def test_found_by_fuzzing_config_keys_that_are_not_names(tmp_path, text):
     path.write_text(text)
     with pytest.raises(UserError, match="mapping of recipe keys"):
         read_config(path)
+
+
+def test_found_by_fuzzing_plan_key_with_a_newline():
+    """A schedule key holding a newline put the newline into the error message."""
+    with pytest.raises(ValueError) as e:
+        plan_from_text("0\n0=")
+    assert "\n" not in str(e.value) and "unknown schedule key '0\\n0'" in str(e.value)
