@@ -404,7 +404,10 @@ class Trainer:
     def _write_run_files(self) -> None:
         import yaml
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # under a file, in /proc, read-only: say which directory and why
+            raise UserError(f"cannot create the run directory {self.run_dir}: {e.strerror}") from None
         config = {"recipe": self.recipe.to_dict(),
                   "runtime": {k: v for k, v in self.opts.to_dict().items() if k != "resume"},
                   "world_size": self.world.size, "global_batch": self.global_batch,
