@@ -108,13 +108,13 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             with torch.serialization.safe_globals([argparse.Namespace]):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise _unpickling_error(path, e) from e
+        raise unpickling_error(path, e) from e
     except Exception as e:  # truncated, corrupt, not a weights file at all
         raise UserError(f"cannot read weights file {path}: {_one_line(e)}") from e
     return clean_state_dict(obj, source=str(path))
 
 
-def _unpickling_error(path: Path, e: Exception) -> UserError:
+def unpickling_error(path: Path, e: Exception) -> UserError:
     # torch's message is a page of advice; keep the part that says what was found
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
     if refused:
@@ -331,10 +331,15 @@ def _fit_classifier(model: nn.Module, sd: dict[str, torch.Tensor], adapt: bool) 
         for k in _ADAPTABLE:
             sd.pop(k, None)
         return
-    have = sd.get("classifier.weight")
+    have, have_bias = sd.get("classifier.weight"), sd.get("classifier.bias")
     want = ours["classifier.weight"]
-    if have is not None and have.shape == want.shape and sd["classifier.bias"].shape == ours[
-            "classifier.bias"].shape:
+    if (have is None) != (have_bias is None):
+        raise UserError("weights hold half a classifier: classifier.weight and classifier.bias "
+                        "come together or not at all")
+    if have is not None and (have.ndim != 2 or have_bias.shape != have.shape[:1]):
+        raise UserError(f"weights' classifier has weight {tuple(have.shape)} and bias "
+                        f"{tuple(have_bias.shape)}; expected (classes, features) and (classes,)")
+    if have is not None and have.shape == want.shape:
         return
     if have is not None and have.shape[1:] != want.shape[1:] and not adapt:
         raise UserError(f"weights' classifier takes {have.shape[1]} features but the model's takes "

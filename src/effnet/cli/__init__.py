@@ -17,9 +17,20 @@ COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds")
 _FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters escaped (a file name or a flag value may
+    hold them): an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def _fail(message: str) -> None:
+    print(f"effnet: error: {one_line(message)}", file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # bad flag: one line, exit 2 (argparse prints usage too)
-        self.exit(2, f"effnet: error: {message}\n")
+        _fail(message)
+        self.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,17 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as e:
-        print(f"effnet: error: {e}", file=sys.stderr)
+        _fail(str(e))
         return 2
     except FileNotFoundError as e:
-        print(f"effnet: error: no such file: {e.filename or e}", file=sys.stderr)
+        _fail(f"no such file: {e.filename or e}")
         return 2
     except OSError as e:  # a path that cannot be written (a file where a folder should be), a full disk
-        where = f": {e.filename}" if e.filename else ""
-        print(f"effnet: error: {e.strerror or e}{where}", file=sys.stderr)
+        _fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         return 1 if e.errno in _FAULTS else 2
     except KeyboardInterrupt as e:  # Ctrl-C, or a training run stopped by a signal (train/signals.py)
-        print(f"effnet: {e or 'interrupted'}", file=sys.stderr)
+        print(f"effnet: {one_line(str(e) or 'interrupted')}", file=sys.stderr)
         return getattr(e, "exit_code", 130)
 
 

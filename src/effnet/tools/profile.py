@@ -162,6 +162,23 @@ def resolve_amp(amp_dtype) -> torch.dtype | None:
     raise UserError(f"unknown autocast dtype {amp_dtype!r}; use one of {', '.join(_AMP)}")
 
 
+def _check_fits(dev: torch.device, input_bytes: int) -> None:
+    """Refuse a batch whose training step cannot fit before trying it (an EfficientNet keeps far
+    more than 10x its input for backward; the OOM killer gives no error line)."""
+    if dev.type == "cuda":
+        total = torch.cuda.mem_get_info(dev)[1]
+    else:
+        import os
+
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return
+    if 10 * input_bytes > total:
+        raise UserError(f"a batch of {input_bytes / 2**30:.1f} GiB of input needs more than the "
+                        f"{total / 2**30:.0f} GiB of memory on {dev}; lower --batch or --size")
+
+
 def profile(model: nn.Module | str, size, batch: int, device: str = "cpu", channels_last: bool = False,
             amp_dtype=None, steps: int = 10, warmup: int = 3) -> dict:
     """Parameters, GMACs, memory and speed of `model` on `batch` images of `size` x `size`.
@@ -190,6 +207,7 @@ def profile(model: nn.Module | str, size, batch: int, device: str = "cpu", chann
 
     dev = pick_device(device)
     in_chans = getattr(model, "in_chans", 3)
+    _check_fits(dev, batch * in_chans * h * w * 4)
     result = {"params": count_params(model), "macs": count_macs(model, (h, w), in_chans)}
     result["gmacs"] = result["macs"] / 1e9
     fmt = torch.channels_last if channels_last else torch.contiguous_format

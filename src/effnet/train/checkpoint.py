@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -153,7 +154,11 @@ def latest_checkpoint(run_dir: Path) -> Path:
 def load_state(ckpt: Path) -> dict:
     try:
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, foreign, pickled objects
+    except pickle.UnpicklingError as e:  # a pickled object that would run code: never loaded
+        from ..weights import unpickling_error
+
+        raise unpickling_error(ckpt / STATE_FILE, e) from None
+    except Exception as e:  # truncated, foreign
         line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot read training state {ckpt / STATE_FILE}: {line[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:

@@ -196,16 +196,17 @@ def plan_from_text(text: str) -> ProgressivePlan:
         key = key.strip().replace("-", "_")
         if not sep:
             raise ValueError(f"expected KEY=VALUE in the schedule, got {item!r}")
-        try:
-            if key in _PAIR_KEYS:
-                changes[key] = _pair(value, int if key == "size" else float, key)
-            elif key in ("stages", "size_divisor"):
-                changes[key] = int(value) if key == "stages" else (int(value) or None)
-            elif key == "convention":
-                changes[key] = value
-            else:
-                raise ValueError(f"unknown schedule key {key!r}; use stages, {', '.join(_PAIR_KEYS)}, "
-                                 "convention, size_divisor")
-        except ValueError as e:
-            raise ValueError(str(e) if key in str(e) else f"{key}: expected a whole number, got {value!r}") from None
+        if key in _PAIR_KEYS:
+            changes[key] = _pair(value, int if key == "size" else float, key)
+        elif key in ("stages", "size_divisor"):
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValueError(f"{key}: expected a whole number, got {value!r}") from None
+            changes[key] = n if key == "stages" else (n or None)
+        elif key == "convention":
+            changes[key] = value
+        else:
+            raise ValueError(f"unknown schedule key {key!r}; use stages, {', '.join(_PAIR_KEYS)}, "
+                             "convention, size_divisor")
     return replace(plan, **changes)

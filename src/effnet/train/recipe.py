@@ -212,9 +212,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
     if data is None:
         data = {}
-    if not isinstance(data, dict):
+    if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
+        data = data["recipe"]
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise UserError(f"config file {path} must hold a mapping of recipe keys")
-    return dict(data.get("recipe", data)) if isinstance(data.get("recipe"), dict) else data
+    return dict(data)
 
 
 # --- per-model values (SPEC C.3: AML efficientnetv2_params; B0-B3 use AutoAugment in the code,

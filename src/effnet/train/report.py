@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import UserError
 from ..fileio import atomic_write_bytes
 from ..inference import RUN_SPEC_FILE
 from .metrics import summary_table
@@ -27,7 +28,10 @@ def write_run_files(t: Trainer) -> None:
     class names that `predict`, `eval` and `--resume` rebuild the network from)."""
     import yaml
 
-    t.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        t.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # under a file, in /proc, read-only: say which directory and why
+        raise UserError(f"cannot create the run directory {t.run_dir}: {e.strerror}") from None
     config = {"recipe": t.recipe.to_dict(),
               "runtime": {k: v for k, v in t.opts.to_dict().items() if k != "resume"},
               "world_size": t.world.size, "global_batch": t.global_batch, "peak_lr": t.peak_lr,

@@ -245,6 +245,12 @@ class Trainer:
         self.train_time = float(st.get("train_time_s", 0.0))
         if w.main:  # the other ranks add theirs from zero: the epoch-end sum is the same
             self._carry = (float(st["epoch_sums"][0]), int(st["epoch_sums"][1]))
+        if w.device.type != "cpu" and not self.opts.deterministic and w.main:
+            # on CPU the default run replays bit for bit (tests/test_train_faults.py); on a GPU
+            # cuDNN picks kernels by timing and some kernels add in a varying order
+            print(f"effnet: note: resuming on {w.device.type} without --deterministic: the rest of "
+                  f"the run matches an uninterrupted one to float round-off, not bit for bit "
+                  f"(autotuned cuDNN kernels, atomic-add reductions)", file=sys.stderr)
         rngs = st["rng"]
         if int(st["world_size"]) == w.size:
             self._resume_rng = rngs[w.rank]
