@@ -82,7 +82,7 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
 
     # the epoch moved the weights far more than that (so agreeing is not trivial)
     seed_all(0)
-    init, _, _ = build_model(override(get_recipe("quick"), {"phi": -6}), 10)
+    init = build_model(override(get_recipe("quick"), {"phi": -6}), 10)
     w0 = init.state_dict()
     moved = max((a[k] - w0[k]).abs().max().item() for k in floats if k in w0)
     assert moved > 1000 * worst and moved > 1e-3, (moved, worst)
@@ -148,7 +148,9 @@ def test_torchrun_restarts_a_killed_rank_and_resumes_from_the_last_checkpoint(tm
     done = subprocess.run(_torchrun(*args, str(ref)), env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(_torchrun(*args, str(run), max_restarts=1), env=env,
+    # a spare restart: on a loaded machine the restarted gloo group itself can fail to connect
+    # ("Connection refused" within gloo's 3 quick retries); the job must still finish exactly
+    proc = subprocess.Popen(_torchrun(*args, str(run), max_restarts=2), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed_after = None
     deadline = time.monotonic() + 240
