@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not CIFAR_ARCHIVE.is_file():
         sys.exit(f"{CIFAR_ARCHIVE} is absent: this benchmark needs the shared CIFAR-10 archive")
+    cmd = "python benchmarks/fused_mbconv.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = stamp(cmd.strip())  # the commit that runs, before any later edit of the tree
     torch.set_num_threads(args.threads)
     data = extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class)
 
@@ -95,11 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"B{b[1:]} fused {label} vs none: "
                              + verdict(accs[label], accs["none"]))
 
-    cmd = "python benchmarks/fused_mbconv.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     body = "\n".join([
         "## fused_mbconv: Fused-MBConv in stages 1-3 / 1-5 / all / none (V2 Table 3 spirit)",
         "",
-        stamp(cmd.strip()),
+        header,
         "",
         f"Bases: V1 {', '.join(args.bases.split(','))} shrunk by phi={args.phi:g} at {args.size} px. "
         f"CIFAR-10 subset: {args.train_per_class * 10} train / {args.val_per_class * 10} test "
