@@ -17,7 +17,9 @@ reward (`reward`). Everything lives in the same kind of study database as the co
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from .reward import Objective, step_time
 from .space import SPACES, SearchSpace, make_space, spec_key
 
 SAMPLERS = ("random", "tpe")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr)
 BASE_ATTR = "effnet_nas_base"
 BASE_CLAIM = "#base-timing"
 
@@ -230,6 +233,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
         key = spec_key(spec)
         trial.set_user_attr(st.PARAM, key)
         trial.set_user_attr("name", spec.name)
+        trial.set_user_attr("worker", WORKER)
         if not st.claim(storage, name, key, st.attempts(study, key), trial.number):
             trial.set_user_attr("duplicate", True)  # another trial trains (or trained) this spec
             raise optuna.TrialPruned()

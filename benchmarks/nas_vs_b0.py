@@ -1,0 +1,149 @@
+"""A short training-aware NAS on a CIFAR-10 subset, and its best candidate against EfficientNet-B0
+scaled (phi) to the same measured train-step time, trained with the same budget.
+
+    .venv/bin/python benchmarks/nas_vs_b0.py [--trials 6] [--seeds 3] [--epochs 4]
+
+1. `effnet search nas --space b0` on B0 shrunk by `--base-phi` at `--size` px: `--trials`
+   random candidates, each timed (train step at batch `--batch`) and trained `--proxy-epochs` on
+   `--proxy-images` images, scored by A * S^-0.07 * P^-0.05.
+2. B0 compound-scaled by the phi whose measured train-step time is closest to the best
+   candidate's (bisection on phi, same batch, size and threads).
+3. Both trained from scratch with the `quick` recipe for `--epochs` on the whole train subset,
+   `--seeds` seeds each, and evaluated on the test subset: mean +- std, a seed-paired verdict
+   only when the difference exceeds the spread.
+
+The results replace the `nas_vs_b0` section of BENCHMARKS.md (`--no-write` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _bench import CIFAR_ARCHIVE, extract_subset, mean_std, stamp, verdict, write_section
+
+from effnet.arch.scaling import scale_compound
+from effnet.models import get_spec
+from effnet.search.grid import base_spec
+from effnet.search.nas import NasConfig, run_nas
+from effnet.search.nas_report import stage_code
+from effnet.search.proxy import Proxy, train_spec
+from effnet.search.reward import step_time
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def b0_at_step_time(target_s: float, size: int, batch: int, lo: float = -8.0, hi: float = 0.0,
+                    iters: int = 7):
+    """B0 scaled by the phi (bisection on [lo, hi]) whose train step takes closest to target_s."""
+    b0 = get_spec("efficientnet_b0")
+    seen = {}
+
+    def at(phi: float):
+        spec = base_spec(scale_compound(b0, phi)[0], size)
+        seen[phi] = (spec, step_time(spec, size, batch, 10)["step_s"])
+        return seen[phi][1]
+
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if at(mid) < target_s:
+            lo = mid
+        else:
+            hi = mid
+    phi = min(seen, key=lambda p: abs(seen[p][1] - target_s))
+    return phi, seen[phi][0], seen[phi][1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base-phi", type=float, default=-4.0)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--proxy-epochs", type=int, default=2)
+    p.add_argument("--proxy-images", type=int, default=1000)
+    p.add_argument("--train-per-class", type=int, default=200)
+    p.add_argument("--val-per-class", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32, help="batch of the step timing")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "effnet")
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    if not CIFAR_ARCHIVE.is_file():
+        sys.exit(f"{CIFAR_ARCHIVE} is absent: this benchmark needs the shared CIFAR-10 archive")
+    cmd = "python benchmarks/nas_vs_b0.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = stamp(cmd.strip())  # the commit that runs, before any later edit of the tree
+    torch.set_num_threads(args.threads)
+    data = extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        proxy = Proxy(epochs=args.proxy_epochs, data=str(data), train_subset=args.proxy_images,
+                      workers=0)
+        res = run_nas(NasConfig(space="b0", base="efficientnet_b0", base_phi=args.base_phi,
+                                base_size=args.size, proxy=proxy, trials=args.trials,
+                                time_batch=args.batch, output=str(Path(tmp) / "nas"),
+                                progress=False))
+        nas_s = time.perf_counter() - t0
+        best = res.best
+        print(f"NAS: {len(res.trained)} candidates in {nas_s:.0f} s; best {best.key} "
+              f"{stage_code(best.spec)}", flush=True)
+        phi, b0, b0_step = b0_at_step_time(best.attrs["step_s"], args.size, args.batch)
+        contenders = {"NAS best": best.spec, f"B0 phi {phi:.2f}": b0}
+        steps = {"NAS best": best.attrs["step_s"], f"B0 phi {phi:.2f}": b0_step}
+        accs: dict[str, list[float]] = {k: [] for k in contenders}
+        for seed in range(args.seeds):
+            for name, spec in contenders.items():
+                full = Proxy(epochs=args.epochs, data=str(data), seed=seed, workers=0)
+                s = train_spec(spec, args.size, full, Path(tmp) / f"{name}-{seed}".replace(" ", "_"))
+                accs[name].append(float(s["best"]["top1"]))
+                print(f"seed {seed} {name}: top-1 {accs[name][-1]:.2f}", flush=True)
+    from effnet.tools.profile import count_macs, count_params
+
+    rows = ["| network | stages | params | MMACs | train step ms | top-1 % (mean +- std) |",
+            "|---|---|---|---|---|---|"]
+    for name, spec in contenders.items():
+        rows.append(f"| {name} | {stage_code(spec)} | {count_params(spec, 10) / 1e6:.3f}M | "
+                    f"{count_macs(spec, args.size) / 1e6:.2f} | {steps[name] * 1e3:.1f} | "
+                    f"{mean_std(accs[name])} |")
+    nas_rows = ["| rank | stages | proxy top-1 % | S | P | reward |", "|---|---|---|---|---|---|"]
+    for i, c in enumerate(res.trained, start=1):
+        a = c.attrs
+        nas_rows.append(f"| {i} | {stage_code(c.spec)} | {a['top1']:.2f} | {a['S']:.3f} | "
+                        f"{a['P']:.3f} | {a['reward']:.4f} |")
+    b0_name = list(contenders)[1]
+    body = "\n".join([
+        "## nas_vs_b0: a short NAS on a CIFAR-10 subset vs B0 scaled to the same train-step time",
+        "",
+        header,
+        "",
+        f"Search: space b0 (per stage MBConv/Fused, k 3/5, e 1/4/6, layers around B0's, SE on "
+        f"MBConv) on B0 phi={args.base_phi:g} at {args.size} px, {args.trials} random candidates, "
+        f"proxy {args.proxy_epochs} epochs on {args.proxy_images} images; {nas_s / 60:.1f} min. "
+        f"Step time: batch {args.batch}, {args.threads} thread(s), on a CPU shared with other jobs.",
+        "",
+        *nas_rows,
+        "",
+        f"Equal budget: `quick` recipe, {args.epochs} epochs on {args.train_per_class * 10} train "
+        f"images, {args.val_per_class * 10} test images, {args.seeds} seeds.",
+        "",
+        *rows,
+        "",
+        f"- NAS best vs {b0_name}: " + verdict(accs["NAS best"], accs[b0_name]) + ".",
+        "- A search this short (a handful of candidates, proxy training of a few epochs on a small "
+        "subset) ranks candidates by noisy proxy accuracies; read the verdict above, not the "
+        "ranking, as the answer to whether it found something better.",
+    ])
+    print(body)
+    if not args.no_write:
+        write_section(ROOT / "BENCHMARKS.md", "nas_vs_b0", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
