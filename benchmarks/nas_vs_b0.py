@@ -7,7 +7,7 @@ scaled (phi) to the same measured train-step time, trained with the same budget.
    random candidates, each timed (train step at batch `--batch`) and trained `--proxy-epochs` on
    `--proxy-images` images, scored by A * S^-0.07 * P^-0.05.
 2. B0 compound-scaled by the phi whose measured train-step time is closest to the best
-   candidate's (bisection on phi, same batch, size and threads).
+   candidate's (bisection on phi, same batch, size and threads; both timed back to back).
 3. Both trained from scratch with the `quick` recipe for `--epochs` on the whole train subset,
    `--seeds` seeds each, and evaluated on the test subset: mean +- std, a seed-paired verdict
    only when the difference exceeds the spread.
@@ -38,25 +38,30 @@ from effnet.search.reward import step_time
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def b0_at_step_time(target_s: float, size: int, batch: int, lo: float = -8.0, hi: float = 0.0,
+def b0_at_step_time(target, size: int, batch: int, lo: float = -8.0, hi: float = 0.0,
                     iters: int = 7):
-    """B0 scaled by the phi (bisection on [lo, hi]) whose train step takes closest to target_s."""
+    """B0 scaled by the phi (bisection on [lo, hi]) whose train step takes as long as `target`'s.
+
+    The two are timed back to back at every step and compared by their ratio: on a CPU shared
+    with other jobs the load drifts between measurements minutes apart, far less within seconds."""
     b0 = get_spec("efficientnet_b0")
     seen = {}
 
-    def at(phi: float):
+    def ratio(phi: float) -> float:
         spec = base_spec(scale_compound(b0, phi)[0], size)
-        seen[phi] = (spec, step_time(spec, size, batch, 10)["step_s"])
-        return seen[phi][1]
+        t_b0 = step_time(spec, size, batch, 10)["step_s"]
+        t_target = step_time(target, size, batch, 10)["step_s"]
+        seen[phi] = (spec, t_b0, t_target)
+        return t_b0 / t_target
 
     for _ in range(iters):
         mid = (lo + hi) / 2
-        if at(mid) < target_s:
+        if ratio(mid) < 1:
             lo = mid
         else:
             hi = mid
-    phi = min(seen, key=lambda p: abs(seen[p][1] - target_s))
-    return phi, seen[phi][0], seen[phi][1]
+    phi = min(seen, key=lambda p: abs(seen[p][1] / seen[p][2] - 1))
+    return phi, *seen[phi]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         best = res.best
         print(f"NAS: {len(res.trained)} candidates in {nas_s:.0f} s; best {best.key} "
               f"{stage_code(best.spec)}", flush=True)
-        phi, b0, b0_step = b0_at_step_time(best.attrs["step_s"], args.size, args.batch)
+        phi, b0, b0_step, best_step = b0_at_step_time(best.spec, args.size, args.batch)
         contenders = {"NAS best": best.spec, f"B0 phi {phi:.2f}": b0}
-        steps = {"NAS best": best.attrs["step_s"], f"B0 phi {phi:.2f}": b0_step}
+        steps = {"NAS best": best_step, f"B0 phi {phi:.2f}": b0_step}  # timed back to back
         accs: dict[str, list[float]] = {k: [] for k in contenders}
         for seed in range(args.seeds):
             for name, spec in contenders.items():
