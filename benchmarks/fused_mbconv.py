@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 import tempfile
 from dataclasses import replace
@@ -44,10 +45,23 @@ def fused(spec, n: int):
     return spec.with_(stages=stages, name=f"{spec.name}-fused{n}")
 
 
-def measure(spec, size: int, batch: int, classes: int) -> dict:
-    torch.manual_seed(0)
-    r = profile(build(spec, num_classes=classes), size, batch, steps=10, warmup=3)
-    return {"params": r["params"], "macs": r["macs"], "img_s": r["train_img_s"]}
+def measure(specs: dict, size: int, batch: int, classes: int, rounds: int = 5) -> dict:
+    """Params, MACs and train img/s of each spec; the timings go round-robin over the specs,
+    `rounds` times, and keep each one's median: a CPU shared with other jobs changes speed over
+    minutes, so timing one variant after the other would compare loads, not networks."""
+    models = {}
+    for k, spec in specs.items():
+        torch.manual_seed(0)
+        models[k] = build(spec, num_classes=classes)
+    out = {k: {"img_s": []} for k in specs}
+    for _ in range(rounds):
+        for k, model in models.items():
+            r = profile(model, size, batch, steps=5, warmup=2)
+            out[k].update(params=r["params"], macs=r["macs"])
+            out[k]["img_s"].append(r["train_img_s"])
+    for v in out.values():
+        v["img_s"] = statistics.median(v["img_s"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             base, _ = scale_compound(get_spec(f"efficientnet_{b.strip()}"), args.phi)
             base = base_spec(base, args.size)
             accs = {}
+            specs = {label: fused(base, n) for label, n in VARIANTS.items()}
+            speed = measure(specs, args.size, args.batch, 10)
             for label, n in VARIANTS.items():
-                spec = fused(base, n)
-                m = measure(spec, args.size, args.batch, 10)
+                spec, m = specs[label], speed[label]
                 accs[label] = []
                 for seed in range(args.seeds):
                     proxy = Proxy(epochs=args.epochs, data=str(data), seed=seed,
@@ -105,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Bases: V1 {', '.join(args.bases.split(','))} shrunk by phi={args.phi:g} at {args.size} px. "
         f"CIFAR-10 subset: {args.train_per_class * 10} train / {args.val_per_class * 10} test "
         f"images, `quick` recipe, {args.epochs} epochs, {args.seeds} seeds; img/s: one train step "
-        f"(forward, loss, backward, SGD) at batch {args.batch}, {args.threads} thread(s), median "
-        f"of 10, on a CPU shared with other jobs.",
+        f"(forward, loss, backward, SGD) at batch {args.batch}, {args.threads} thread(s): the median "
+        f"of 5 rounds over the variants in turn (median of 5 steps each), on a CPU shared with "
+        f"other jobs.",
         "",
         *rows,
         "",
