@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pytest
 
 from effnet.search.nas import NasConfig, run_nas
 from effnet.search.proxy import Proxy
@@ -63,6 +64,7 @@ def test_stopped_search_resumes_with_exactly_the_remaining_trials(tmp_path):
     assert second.best.reward == max(t.value for t in done)
 
 
+@pytest.mark.slow
 def test_two_sqlite_workers_both_train_and_never_train_the_same_spec(tmp_path):
     out = tmp_path / "shared"
     out.mkdir()
