@@ -159,3 +159,11 @@ def test_one_class_data_is_one_line_exit_2(capsys, tmp_path):
                  str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "at least 2 classes" in err
+
+
+def test_pareto_front_keeps_the_undominated_candidates():
+    from effnet.search.nas_report import pareto
+
+    pts = [(80.0, 1.0, 1.0), (79.0, 1.1, 1.1), (85.0, 1.5, 0.9), (80.0, 1.0, 1.0), (70.0, 0.5, 2.0)]
+    # (79, 1.1, 1.1) is worse than (80, 1.0, 1.0) in all three; equal points keep each other
+    assert pareto(pts) == [True, False, True, True, True]
