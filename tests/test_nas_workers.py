@@ -3,9 +3,11 @@ remaining trials, and two worker processes on one SQLite study both train and ne
 same spec."""
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,3 +87,35 @@ def test_two_sqlite_workers_both_train_and_never_train_the_same_spec(tmp_path):
     assert sorted(c for c, _ in claims) == sorted(keys)
     for o, err in results:
         assert "Traceback" not in err and "best (reward" in o
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_trial_is_queued_again_and_the_search_ends_with_exactly_n(tmp_path):
+    out = tmp_path / "ctrl-c"
+    p = subprocess.Popen(nas_cli(out, "--trials", "3"), env=env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline, claimed = time.time() + 180, []
+    while time.time() < deadline and len(claimed) < 2 and p.poll() is None:
+        time.sleep(0.3)
+        try:
+            with sqlite3.connect(out / "study.db", timeout=5) as db:
+                claimed = db.execute("select trial from effnet_claims "
+                                     "where candidate not like '#%'").fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            continue
+    p.send_signal(signal.SIGINT)  # during the second candidate
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}")
+    stopped = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert len(stopped) == 1 and stopped[0].user_attrs["interrupted"]
+    key = stopped[0].user_attrs["candidate"]
+    first = {t.user_attrs["candidate"] for t in completed(study)}
+    assert len(first) == 1
+    res = run_nas(NasConfig(**CFG, trials=3, output=str(out)))
+    assert res.complete and len(res.trained) == 3
+    done = {t.user_attrs["candidate"] for t in completed(
+        optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}"))}
+    assert first | {key} < done and len(done) == 3  # the stopped candidate was trained, not lost
+    counts = trainings(out)
+    assert counts[key] >= 1 and all(n == 1 for k, n in counts.items() if k != key)
