@@ -6,8 +6,8 @@ scaled (phi) to the same measured train-step time, trained with the same budget.
 1. `effnet search nas --space b0` on B0 shrunk by `--base-phi` at `--size` px: `--trials`
    random candidates, each timed (train step at batch `--batch`) and trained `--proxy-epochs` on
    `--proxy-images` images, scored by A * S^-0.07 * P^-0.05.
-2. B0 compound-scaled by the phi whose measured train-step time is closest to the best
-   candidate's (bisection on phi, same batch, size and threads; both timed back to back).
+2. B0 compound-scaled by the phi (a scan, step 0.25) whose measured train-step time is closest
+   to the best candidate's (same batch, size and threads; both timed back to back).
 3. Both trained from scratch with the `quick` recipe for `--epochs` on the whole train subset,
    `--seeds` seeds each, and evaluated on the test subset: mean +- std, a seed-paired verdict
    only when the difference exceeds the spread.
@@ -18,6 +18,7 @@ The results replace the `nas_vs_b0` section of BENCHMARKS.md (`--no-write` to sk
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import tempfile
@@ -38,30 +39,22 @@ from effnet.search.reward import step_time
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def b0_at_step_time(target, size: int, batch: int, lo: float = -8.0, hi: float = 0.0,
-                    iters: int = 7):
-    """B0 scaled by the phi (bisection on [lo, hi]) whose train step takes as long as `target`'s.
+def b0_at_step_time(target, size: int, batch: int, phis: list[float]):
+    """B0 scaled by the phi of `phis` whose train step takes as long as `target`'s.
 
-    The two are timed back to back at every step and compared by their ratio: on a CPU shared
-    with other jobs the load drifts between measurements minutes apart, far less within seconds."""
+    Rounding of widths and depths makes B0's step time jump between neighbouring phis, so a scan,
+    not a bisection. Each phi is timed back to back with `target` and compared by the ratio: on a
+    CPU shared with other jobs the load drifts over minutes, far less within seconds."""
     b0 = get_spec("efficientnet_b0")
-    seen = {}
-
-    def ratio(phi: float) -> float:
+    scan = {}
+    for phi in phis:
         spec = base_spec(scale_compound(b0, phi)[0], size)
-        t_b0 = step_time(spec, size, batch, 10)["step_s"]
-        t_target = step_time(target, size, batch, 10)["step_s"]
-        seen[phi] = (spec, t_b0, t_target)
-        return t_b0 / t_target
-
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        if ratio(mid) < 1:
-            lo = mid
-        else:
-            hi = mid
-    phi = min(seen, key=lambda p: abs(seen[p][1] / seen[p][2] - 1))
-    return phi, *seen[phi]
+        r_b0, r_target = step_time(spec, size, batch, 10), step_time(target, size, batch, 10)
+        scan[phi] = (spec, r_b0, r_target, r_b0["step_s"] / r_target["step_s"])
+        print(f"B0 phi {phi:g}: step {r_b0['step_s'] * 1e3:.1f} ms, NAS best "
+              f"{r_target['step_s'] * 1e3:.1f} ms", flush=True)
+    phi = min(scan, key=lambda p: abs(math.log(scan[p][3])))
+    return phi, scan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch", type=int, default=32, help="batch of the step timing")
+    p.add_argument("--phi-min", type=float, default=-5.0, help="B0 phi scan from")
+    p.add_argument("--phi-max", type=float, default=-1.5, help="B0 phi scan to")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "effnet")
     p.add_argument("--no-write", action="store_true")
@@ -98,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         best = res.best
         print(f"NAS: {len(res.trained)} candidates in {nas_s:.0f} s; best {best.key} "
               f"{stage_code(best.spec)}", flush=True)
-        phi, b0, b0_step, best_step = b0_at_step_time(best.spec, args.size, args.batch)
+        phis = [args.phi_min + 0.25 * i for i in range(int((args.phi_max - args.phi_min) / 0.25) + 1)]
+        phi, scan = b0_at_step_time(best.spec, args.size, args.batch, phis)
+        b0, r_b0, r_best, _ = scan[phi]
         contenders = {"NAS best": best.spec, f"B0 phi {phi:.2f}": b0}
-        steps = {"NAS best": best_step, f"B0 phi {phi:.2f}": b0_step}  # timed back to back
+        measured = {"NAS best": r_best, f"B0 phi {phi:.2f}": r_b0}  # timed back to back
         accs: dict[str, list[float]] = {k: [] for k in contenders}
         for seed in range(args.seeds):
             for name, spec in contenders.items():
@@ -108,14 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                 s = train_spec(spec, args.size, full, Path(tmp) / f"{name}-{seed}".replace(" ", "_"))
                 accs[name].append(float(s["best"]["top1"]))
                 print(f"seed {seed} {name}: top-1 {accs[name][-1]:.2f}", flush=True)
-    from effnet.tools.profile import count_macs, count_params
-
     rows = ["| network | stages | params | MMACs | train step ms | top-1 % (mean +- std) |",
             "|---|---|---|---|---|---|"]
     for name, spec in contenders.items():
-        rows.append(f"| {name} | {stage_code(spec)} | {count_params(spec, 10) / 1e6:.3f}M | "
-                    f"{count_macs(spec, args.size) / 1e6:.2f} | {steps[name] * 1e3:.1f} | "
-                    f"{mean_std(accs[name])} |")
+        m = measured[name]
+        rows.append(f"| {name} | {stage_code(spec)} | {m['params'] / 1e6:.3f}M | "
+                    f"{m['macs'] / 1e6:.2f} | {m['step_s'] * 1e3:.1f} | {mean_std(accs[name])} |")
     nas_rows = ["| rank | stages | proxy top-1 % | S | P | reward |", "|---|---|---|---|---|---|"]
     for i, c in enumerate(res.trained, start=1):
         a = c.attrs
@@ -139,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *rows,
         "",
+        f"- B0 phi scan {args.phi_min:g}..{args.phi_max:g} (step 0.25), B0 / NAS-best step time: "
+        + ", ".join(f"{p:g}: {scan[p][3]:.2f}" for p in scan) + f"; closest: phi {phi:g}.",
         f"- NAS best vs {b0_name}: " + verdict(accs["NAS best"], accs[b0_name]) + ".",
         "- A search this short (a handful of candidates, proxy training of a few epochs on a small "
         "subset) ranks candidates by noisy proxy accuracies; read the verdict above, not the "
