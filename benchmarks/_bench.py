@@ -72,6 +72,24 @@ def stamp(command: str) -> str:
             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.")
 
 
+def mean_std(xs: list[float]) -> str:
+    import statistics
+
+    return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+
+def verdict(a: list[float], b: list[float]) -> str:
+    """a vs b, seed-paired: a verdict only when the mean difference exceeds the paired spread."""
+    import statistics
+
+    diff = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.mean(diff)
+    spread = statistics.stdev(diff) if len(diff) > 1 else float("inf")
+    if abs(mean) > spread:
+        return f"{'higher' if mean > 0 else 'lower'} by {mean:+.2f} points (paired spread {spread:.2f})"
+    return f"{mean:+.2f} points, within the paired spread {spread:.2f}: no verdict"
+
+
 def write_section(path: Path, name: str, body: str) -> None:
     """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"

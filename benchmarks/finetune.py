@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from _bench import CIFAR_ARCHIVE, extract_subset, stamp, write_section
+from _bench import CIFAR_ARCHIVE, extract_subset, mean_std, stamp, write_section
 
 import effnet
 from effnet.train import RunOptions, get_recipe, train
@@ -128,10 +128,6 @@ def run_timm(data: Path, args, seed: int) -> dict:
 def time_to(result: dict, target: float) -> float | None:
     """Wall time at the first epoch end whose top-1 reaches `target` (None: never)."""
     return next((w for t, w in zip(result["top1"], result["wall"], strict=True) if t >= target), None)
-
-
-def mean_std(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

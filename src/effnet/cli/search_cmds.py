@@ -10,9 +10,10 @@ from ..errors import UserError
 from .argtypes import finite_float, nonneg_int, positive_int
 
 
-def _proxy_flags(p: argparse.ArgumentParser) -> None:
+def _proxy_flags(p: argparse.ArgumentParser, base_required: bool = True) -> None:
     g = p.add_argument_group("base and proxy training")
-    g.add_argument("--base", required=True, help="zoo model to scale, e.g. efficientnet_b0")
+    g.add_argument("--base", required=base_required, default=None,
+                   help="zoo model (or spec JSON file) to start from, e.g. efficientnet_b0")
     g.add_argument("--base-phi", type=finite_float, default=None,
                    help="shrink the base first by the paper's rule (e.g. -4 for a CPU-sized B0)")
     g.add_argument("--base-size", type=positive_int, default=None,
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between worker heartbeats; a trial silent for twice this is "
                    "retried once (default 60)")
     c.set_defaults(run=cmd_search_compound)
+    _register_nas(ssub)
 
     p = sub.add_parser("experiment", help="experiments: scaling one dimension vs compound")
     esub = p.add_subparsers(dest="experiment_kind", required=True, parser_class=type(p))
@@ -114,6 +116,81 @@ def cmd_search_compound(args) -> int:
               + ("" if res.complete else "  (search not finished: re-run to continue)"))
     elif not res.complete:
         print("no candidate finished yet; re-run the same command to continue")
+    for what, path in res.files.items():
+        print(f"{what}: {path}")
+    return 0
+
+
+def _register_nas(ssub) -> None:
+    from ..search.nas import SAMPLERS
+    from ..search.reward import OBJECTIVES, V_PARAMS, W_FLOPS, W_TIME
+    from ..search.space import SPACES
+
+    n = ssub.add_parser(
+        "nas", help="training-aware architecture search (EfficientNetV2 section 3.3)",
+        description="Sample architectures from a stage-wise space (per stage: MBConv or "
+        "Fused-MBConv, kernel 3/5, expansion 1/4/6, layers around the backbone's, SE on MBConv; "
+        "channels and strides from the backbone), time each one's train step on this machine, "
+        "train it with a short proxy recipe and score it with A * S^w * P^v (S step time and P "
+        "params relative to the backbone's). Writes results.csv, pareto.png and best.json "
+        "(`effnet train --model best.json` trains it). Re-run the same command to continue; "
+        "point several workers at one --storage to share the search.")
+    n.add_argument("--space", default="v2",
+                   help=f"search space: {', '.join(f'{k} (backbone {v})' for k, v in SPACES.items())}")
+    _proxy_flags(n, base_required=False)
+    g = n.add_argument_group("search")
+    g.add_argument("--trials", type=int, default=20,
+                   help="distinct candidates the whole study trains (default 20)")
+    g.add_argument("--worker-trials", type=int, default=None,
+                   help="this worker stops after training this many")
+    g.add_argument("--sampler", default="random", choices=SAMPLERS,
+                   help="random (the paper's) or tpe (Optuna's TPE)")
+    g.add_argument("--objective", default="v2", choices=OBJECTIVES,
+                   help="v2: A*S^w*P^v; mnas: ACC*(FLOPs/T)^w, T the backbone's FLOPs")
+    g.add_argument("--w", type=float, default=W_TIME, help=f"step-time exponent (default {W_TIME})")
+    g.add_argument("--v", type=float, default=V_PARAMS, help=f"params exponent (default {V_PARAMS})")
+    g.add_argument("--w-flops", type=float, default=W_FLOPS,
+                   help=f"FLOPs exponent of the mnas objective (default {W_FLOPS})")
+    g.add_argument("--time-batch", type=int, default=16,
+                   help="batch for timing each candidate's train step (default 16)")
+    g.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
+                   "postgresql://user@host/db for workers on several machines")
+    g.add_argument("--study", default=None, help="study name (default nas-SPACE-BASE)")
+    g.add_argument("--output", default=None, help="directory (default runs/nas-SPACE)")
+    g.add_argument("--heartbeat", type=int, default=60,
+                   help="seconds between worker heartbeats; a trial silent for twice this is "
+                   "retried once (default 60)")
+    n.set_defaults(run=cmd_search_nas)
+
+
+def cmd_search_nas(args) -> int:
+    from ..search.nas import NasConfig, run_nas
+    from ..search.nas_report import results_table
+    from ..search.reward import Objective
+    from ..train.recipe import get_recipe
+
+    get_recipe(args.recipe)
+    cfg = NasConfig(space=args.space, base=args.base, base_phi=args.base_phi,
+                    base_size=args.base_size, proxy=_proxy(args), trials=args.trials,
+                    worker_trials=args.worker_trials, sampler=args.sampler,
+                    objective=Objective(args.objective, args.w, args.v, args.w_flops),
+                    time_batch=args.time_batch, storage=args.storage, study=args.study,
+                    output=args.output, heartbeat=args.heartbeat, progress=args.progress)
+    res = run_nas(cfg)
+    b = res.base
+    print(f"space {res.space.name}: {res.space.size:.3g} candidates on {res.space.base.name} @ "
+          f"{res.space.base.preprocess.eval_size}px; backbone {b['params'] / 1e6:.3f}M params, "
+          f"{b['macs'] / 1e6:.2f} MMACs, train step {b['step_s'] * 1e3:.1f} ms at batch "
+          f"{cfg.time_batch}; {len(res.trained)}/{cfg.trials} trained")
+    print()
+    print(results_table(res.trained))
+    print()
+    if res.best is not None:
+        print(f"best (reward {res.best.reward:.4f}, top-1 {res.best.attrs['top1']:.2f} %):")
+        print(res.best.spec.table())
+    if not res.complete:
+        print("search not finished: re-run the same command to continue")
     for what, path in res.files.items():
         print(f"{what}: {path}")
     return 0

@@ -1,9 +1,9 @@
 """Train any NetSpec with the library's trainer (`effnet.train.train`), the one training loop.
 
-The trainer builds its network from a recipe's model *name* (optionally scaled by phi or width and
-depth multipliers); a searched network is none of those, so it is registered under a temporary
-name for the length of the run. The run directory's spec.json holds the full spec, so `effnet
-predict/eval` rebuild it later without the registration.
+A recipe's model may be the path of a spec file (`effnet.models.resolve`), so a searched or scaled
+network is written as one beside its run directory and trained from it: nothing is registered in
+the zoo. The run directory's spec.json holds the full spec as trained, so `effnet predict/eval`
+rebuild it later.
 """
 
 from __future__ import annotations
@@ -11,28 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-from ..arch.spec import NetSpec
-from ..arch.zoo import VARIANTS
+from ..arch.spec import NetSpec, spec_to_dict
 from ..errors import UserError
-
-PROXY_PREFIX = "search-"
-
-
-@contextlib.contextmanager
-def registered(spec: NetSpec) -> Iterator[str]:
-    """`spec` known to `effnet.models.resolve` under a temporary name while the block runs."""
-    name = PROXY_PREFIX + spec.name
-    if name in VARIANTS and VARIANTS[name] != spec:
-        raise RuntimeError(f"{name} is already registered with another spec")
-    VARIANTS[name] = spec
-    try:
-        yield name
-    finally:
-        VARIANTS.pop(name, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +55,22 @@ class Proxy:
         return dataclasses.asdict(self)
 
 
+def spec_path(run_dir: Path) -> Path:
+    """Where the spec a run trains lives: beside its run directory (the trainer wants that empty)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f"{run_dir.name}.spec.json"
+
+
+def write_spec_file(spec: NetSpec, path: Path) -> Path:
+    """`spec` as a bare-spec JSON file (what `effnet train --model FILE` reads), written atomically."""
+    from ..fileio import atomic_write_bytes
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(spec_to_dict(spec), indent=1).encode())
+    return path
+
+
 def _has_checkpoint(run_dir: Path) -> bool:
     from ..train import checkpoint as ckpt
 
@@ -94,8 +94,6 @@ def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path 
     run_dir = Path(run_dir)
     done = run_dir / "summary.json"
     if done.is_file():  # finished before its worker could report it
-        import json
-
         try:
             return json.loads(done.read_text())
         except ValueError:
@@ -106,16 +104,16 @@ def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path 
             resume = str(run_dir)
         else:
             shutil.rmtree(run_dir)
-    with registered(spec) as name:
-        recipe = proxy.recipe_for(name, size)
-        opts = RunOptions(data=proxy.data, output=None if resume else str(run_dir), resume=resume,
-                          train_subset=proxy.train_subset, val_subset=proxy.val_subset,
-                          device=proxy.device, workers=proxy.workers, progress=False,
-                          tensorboard=False)
-        out = io.StringIO() if log is None else None
-        with contextlib.ExitStack() as stack:
-            if log is not None:
-                Path(log).parent.mkdir(parents=True, exist_ok=True)
-            stream = out if log is None else stack.enter_context(open(log, "a"))
-            stack.enter_context(contextlib.redirect_stdout(stream))
-            return train(recipe, opts)
+    spec_file = write_spec_file(spec, spec_path(run_dir))
+    recipe = proxy.recipe_for(str(spec_file), size)
+    opts = RunOptions(data=proxy.data, output=None if resume else str(run_dir), resume=resume,
+                      train_subset=proxy.train_subset, val_subset=proxy.val_subset,
+                      device=proxy.device, workers=proxy.workers, progress=False,
+                      tensorboard=False)
+    out = io.StringIO() if log is None else None
+    with contextlib.ExitStack() as stack:
+        if log is not None:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+        stream = out if log is None else stack.enter_context(open(log, "a"))
+        stack.enter_context(contextlib.redirect_stdout(stream))
+        return train(recipe, opts)

@@ -88,18 +88,21 @@ def claim(storage, study_name: str, candidate: str, attempt: int, trial_number: 
         return False
 
 
-def trial_candidate(t: optuna.trial.FrozenTrial, keys: list[str]) -> str | None:
-    """The grid point a trial is (or will be) about, even before it suggested its parameter."""
+def trial_candidate(t: optuna.trial.FrozenTrial, keys: list[str] | None = None) -> str | None:
+    """The candidate a trial is (or will be) about, even before it suggested its parameter: a
+    grid point of `keys`, or (NAS) the spec key the trial recorded in its user attrs."""
+    if PARAM in t.user_attrs:
+        return t.user_attrs[PARAM]
     if PARAM in t.params:
         return t.params[PARAM]
     fixed = t.system_attrs.get("fixed_params") or {}
     if PARAM in fixed:
         return fixed[PARAM]
     gid = t.system_attrs.get("grid_id")
-    return keys[gid] if isinstance(gid, int) and 0 <= gid < len(keys) else None
+    return keys[gid] if keys and isinstance(gid, int) and 0 <= gid < len(keys) else None
 
 
-def attempts(study: optuna.Study, key: str, keys: list[str]) -> int:
+def attempts(study: optuna.Study, key: str, keys: list[str] | None = None) -> int:
     """How many trials of `key` failed (killed, interrupted or raised): the next attempt's number."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                if trial_candidate(t, keys) == key)
