@@ -28,10 +28,6 @@ class DataSplits:
     classes: list[str]
     name: str  # "digits", "imagefolder:/abs/path", "cifar10", ...
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
 
 class ArrayImages(Dataset):
     """Images held in memory as one uint8 (N, H, W, 3) array; an array pickles to DataLoader

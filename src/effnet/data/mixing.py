@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
 from ..errors import UserError
-
-Mixer = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class BatchMixer:

@@ -8,7 +8,6 @@ worker is re-run with the same command and continues, and several workers can sh
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import sys
@@ -238,8 +237,3 @@ def _grid_has_unvisited(study, keys: list[str]) -> bool:
     return len(seen) < len(keys)
 
 
-def search_config_from(**kw) -> SearchConfig:
-    proxy_keys = {f.name for f in dataclasses.fields(Proxy)}
-    proxy = Proxy(**{k: v for k, v in kw.items() if k in proxy_keys and v is not None})
-    rest = {k: v for k, v in kw.items() if k not in proxy_keys}
-    return SearchConfig(proxy=proxy, **rest)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from ..errors import UserError
 
@@ -99,20 +98,6 @@ def broadcast_object(obj, world: World):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-@torch.no_grad()
-def average_buffers(module: nn.Module, world: World) -> None:
-    """Average float buffers (BN running statistics) over ranks, as timm's `distribute_bn`
-    "reduce": each rank saw a different shard, so no single rank's statistics are the model's."""
-    if not world.enabled:
-        return
-    for b in module.buffers():
-        if b.is_floating_point():
-            dist.all_reduce(b, op=dist.ReduceOp.SUM)
-            b.div_(world.size)
-        else:
-            dist.broadcast(b, src=0)
 
 
 def barrier(world: World) -> None:

@@ -172,13 +172,6 @@ def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0
 _PAIR_KEYS = ("size", "randaug", "mixup", "cutmix", "dropout")
 
 
-def plan_to_text(plan: ProgressivePlan) -> str:
-    """One line that `plan_from_text` reads back (how a recipe stores its schedule)."""
-    pairs = [f"{k}={getattr(plan, k)[0]:g}:{getattr(plan, k)[1]:g}" for k in _PAIR_KEYS]
-    return ",".join([f"stages={plan.stages}", *pairs, f"convention={plan.convention}",
-                     f"size_divisor={plan.size_divisor or 0}"])
-
-
 def plan_from_text(text: str) -> ProgressivePlan:
     """A preset name (`v2-s`), optionally followed by changes (`v2-s,stages=3`), or a whole plan
     as `stages=4,size=128:300,randaug=5:15,mixup=0:0,cutmix=0:0,dropout=0.1:0.3`."""
