@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from ..tables import text_table
+
 BLOCK_KINDS = ("mbconv", "fused", "bottleneck")
 ACTIVATIONS = ("silu", "relu6", "relu")
 
@@ -131,10 +133,7 @@ class NetSpec:
         if self.head:
             rows.append((str(len(self.stages) + 1), "Conv1x1 + pool + FC", "1", "1", "-",
                          str(width), str(self.head), "1", "-", f"{size}x{size}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(rows[0], rows[1:])
 
 
 def _fmt(x: float) -> str:

@@ -164,8 +164,6 @@ def cmd_predict(args) -> int:
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-           for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    from ..tables import text_table
+
+    return text_table(rows[0], rows[1:], left=1)

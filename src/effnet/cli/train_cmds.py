@@ -230,6 +230,7 @@ def _ema_sibling(weights: Path) -> Path | None:
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
     from ..inference import RUN_SPEC_FILE, load_for_inference
+    from ..tables import text_table
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
 
@@ -271,9 +272,6 @@ def cmd_eval(args) -> int:
         rows.append((label, str(path), f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['loss']:.4f}",
                      str(r["images"])))
     header = ("weights", "file", "top-1 %", "top-5 %", "loss", "images")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"{splits.name} val split")
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    print(text_table(header, rows, left=2))
     return 0

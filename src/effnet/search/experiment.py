@@ -18,9 +18,10 @@ from pathlib import Path
 from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, scale, scale_compound
 from ..arch.spec import NetSpec
 from ..errors import UserError
+from ..fileio import atomic_write_bytes
+from ..tables import markdown_table, text_table
 from .grid import MacCounter
 from .proxy import Proxy, train_spec
-from .report import atomic_write, markdown_table, text_table
 
 METHODS = ("depth", "width", "resolution", "compound")
 
@@ -180,14 +181,14 @@ def write_outputs(out: Path, base: NetSpec, points: list[Scaled], proxy: Proxy) 
     for p in points:
         w.writerow([p.target, p.method, round(p.multiplier, 6), p.resolution, p.spec.num_blocks,
                     p.macs, round(p.ratio, 6), p.result.get("top1")])
-    atomic_write(files["csv"], buf.getvalue().encode())
+    atomic_write_bytes(files["csv"], buf.getvalue().encode())
     md = (f"Base {base.name} at {base.preprocess.eval_size}px; proxy recipe {proxy.recipe}, "
           f"{proxy.epochs} epoch(s), data {proxy.data or 'digits'}"
           f"{f', {proxy.train_subset} train images' if proxy.train_subset else ''}.\n\n"
           + markdown_table(header, rows) + "\n\n" + "\n".join(f"- {v}" for v in verdict(points))
           + "\n")
-    atomic_write(files["markdown"], md.encode())
-    atomic_write(files["json"], json.dumps([{
+    atomic_write_bytes(files["markdown"], md.encode())
+    atomic_write_bytes(files["json"], json.dumps([{
         "target_ratio": p.target, "method": p.method, "multiplier": p.multiplier,
         "resolution": p.resolution, "macs": p.macs, "ratio": p.ratio, **p.result}
         for p in points], indent=1).encode())
@@ -230,4 +231,4 @@ def plot_experiment(path: Path, base: NetSpec, points: list[Scaled]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())

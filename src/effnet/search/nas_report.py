@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from ..arch.spec import spec_to_dict
-from .report import atomic_write, text_table
+from ..fileio import atomic_write_bytes
+from ..tables import text_table
 
 
 def stage_code(spec) -> str:
@@ -99,13 +100,13 @@ def plot_front(path: Path, trained, best, base: dict, title: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_nas_outputs(out: Path, cfg, space, base: dict, trained, best, complete: bool,
                       study_name: str, storage: str) -> dict[str, Path]:
     files = {"table": out / "results.csv", "pareto": out / "pareto.png", "summary": out / "nas.json"}
-    atomic_write(files["table"], results_csv(trained))
+    atomic_write_bytes(files["table"], results_csv(trained))
     title = (f"NAS space {space.name} on {space.base.name} @ {space.base.preprocess.eval_size}px: "
              f"{len(trained)} candidates, {cfg.proxy.epochs} proxy epoch(s)")
     plot_front(files["pareto"], trained, best, base, title)
@@ -115,8 +116,8 @@ def write_nas_outputs(out: Path, cfg, space, base: dict, trained, best, complete
                "storage": storage, "base_stats": base,
                "best": None if best is None else {"key": best.key, "trial": best.trial,
                                                   **{k: v for k, v in best.attrs.items()}}}
-    atomic_write(files["summary"], json.dumps(summary, indent=1).encode())
+    atomic_write_bytes(files["summary"], json.dumps(summary, indent=1).encode())
     if best is not None:
         files["best"] = out / "best.json"
-        atomic_write(files["best"], json.dumps(spec_to_dict(best.spec), indent=1).encode())
+        atomic_write_bytes(files["best"], json.dumps(spec_to_dict(best.spec), indent=1).encode())
     return files

@@ -8,27 +8,8 @@ import json
 from pathlib import Path
 
 from ..fileio import atomic_write_bytes
+from ..tables import text_table
 from .grid import Candidate
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    atomic_write_bytes(Path(path), data)
-
-
-def text_table(header: list[str], rows: list[list[str]], left: int = 0) -> str:
-    """Aligned columns; the first `left` columns left-aligned, the rest right-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for r in [header, ["-" * w for w in widths], *rows]:
-        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))
-    return "\n".join(lines)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def _ranked(trained: list[Candidate]) -> list[Candidate]:
@@ -111,20 +92,20 @@ def plot_search(path: Path, trained: list[Candidate], best: Candidate | None, ba
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_search_outputs(out: Path, cfg, base, base_macs: int, measured: list[Candidate],
                          trained: list[Candidate], best: Candidate | None, complete: bool,
                          study_name: str, storage: str) -> dict[str, Path]:
     files = {"csv": out / "candidates.csv", "plot": out / "accuracy_vs_macs.png"}
-    atomic_write(files["csv"], candidates_csv(measured, cfg.tolerance))
+    atomic_write_bytes(files["csv"], candidates_csv(measured, cfg.tolerance))
     title = (f"{base.name} @ {base.preprocess.eval_size}px, phi={cfg.phi:g}: "
              f"{len(trained)} candidates, {cfg.proxy.epochs} proxy epoch(s)")
     plot_search(files["plot"], trained, best, base_macs, cfg.tolerance, title)
     if best is not None:
         files["best"] = out / "best.json"
-        atomic_write(files["best"], json.dumps({
+        atomic_write_bytes(files["best"], json.dumps({
             "alpha": best.point.alpha, "beta": best.point.beta, "gamma": best.point.gamma,
             "accuracy": best.result["top1"], "macs": best.macs, "ratio": best.ratio,
             "target_ratio": best.target, "resolution": best.resolution, "phi": cfg.phi,

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..fileio import atomic_write_bytes
+from ..tables import text_table
 
 COLUMNS = ("epoch", "global_step", "images", "global_batch", "lr", "train_loss", "val_loss",
            "top1", "top5", "ema_val_loss", "ema_top1", "ema_top5", "epoch_time_s", "img_per_s")
@@ -75,7 +76,4 @@ def summary_table(history: list[dict]) -> str:
     rows = [tuple(c[0] for c in cols)]
     for r in history:
         rows.append(tuple("-" if r.get(k) is None else f.format(r[k]) for _, k, f in cols))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(rows[0], rows[1:])

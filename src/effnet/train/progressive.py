@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
+from ..tables import text_table
+
 CONVENTIONS = ("paper", "code")
 
 
@@ -99,12 +101,9 @@ def table(plan: ProgressivePlan) -> str:
     for s in schedule(plan):
         rows.append((str(s.index + 1), f"{s.start:.0%}-{s.end:.0%}", str(s.size), f"{s.randaug:.2f}",
                      f"{s.mixup:.3f}", f"{s.cutmix:.3f}", f"{s.dropout:.3f}"))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     head = (f"{plan.name}: {plan.stages} stages, {plan.convention} convention, "
             f"size rounding {plan.size_divisor or 'off'}")
-    return head + "\n" + "\n".join(lines)
+    return head + "\n" + text_table(rows[0], rows[1:])
 
 
 def plan_to_dict(plan: ProgressivePlan) -> dict:
