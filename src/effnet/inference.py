@@ -24,6 +24,8 @@ def load_for_inference(model_name: str | None, weights: Path | None,
     so scaled or searched models need no name. Otherwise the class count comes from `num_classes`,
     the weights' metadata, or 1000.
     """
+    if weights is not None and weights.suffix == ".pt2":
+        return load_exported(weights)
     classes = None
     run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
     if weights is not None and not weights.exists():
@@ -46,6 +48,17 @@ def load_for_inference(model_name: str | None, weights: Path | None,
             num_classes = int(meta["num_classes"]) if "num_classes" in meta else None
         model = create_model(model_name, num_classes=num_classes or 1000, weights=weights)
     return model.eval(), classes
+
+
+def load_exported(path: Path):
+    """The model in a .pt2 from `effnet export --format exported-program` or `effnet quantize`
+    (int8), and its class names. Only files effnet wrote are read, and none that would unpickle
+    (tools/export.py says what is checked)."""
+    from .tools.export import load_program
+
+    if not path.is_file():
+        raise UserError(f"no such weights file: {path}")
+    return load_program(path)
 
 
 def open_image(path: Path):

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # one module per group of commands, loaded only when its command runs (keeps `effnet -h` fast)
-COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds")
+COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds", "deploy_cmds")
 
 
 class _Parser(argparse.ArgumentParser):
