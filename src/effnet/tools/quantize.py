@@ -64,6 +64,7 @@ def quantize_int8(model: nn.Module, batches: Iterable[torch.Tensor], size: int,
                   keep_float: Iterable[str] = ()) -> nn.Module:
     """The PT2E-converted int8 module of `model` (an eval-mode EfficientNet), calibrated on `batches`
     of `size` px images; its batch dimension stays dynamic."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,
@@ -83,7 +84,9 @@ def quantize_int8(model: nn.Module, batches: Iterable[torch.Tensor], size: int,
             seen += len(x)
     if not seen:
         raise UserError("no calibration images")
-    return convert_pt2e(prepared)
+    # eval() / train() on the result then only switch dropout/BN ops (there are none left)
+    # instead of raising, so effnet's evaluate() can take it like any model
+    return allow_exported_model_train_eval(convert_pt2e(prepared))
 
 
 def save_int8(converted: nn.Module, model: nn.Module, classes: list[str] | None, size: int, path: Path,
@@ -104,4 +107,4 @@ def compile_int8(module: nn.Module) -> nn.Module:
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    return torch.compile(module)
+    return torch.compile(module, dynamic=True)  # one compilation for every batch size
