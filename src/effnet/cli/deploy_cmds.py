@@ -40,6 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file to write (default: RUN/model_int8.pt2 or MODEL_int8.pt2 here)")
     p.set_defaults(run=cmd_quantize)
 
+    p = sub.add_parser("cam", help="Grad-CAM heat maps as PNGs; --compare: several models side by side")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--model", action="append", default=[],
+                   help="model name (repeat with --compare; optional for a run directory in --weights)")
+    p.add_argument("--weights", action="append", type=Path, default=[],
+                   help="weights file or run directory, one per --model in the same order")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--class", dest="class_index", type=int, default=None,
+                   help="class to explain (default: each model's top class)")
+    p.add_argument("--compare", action="store_true", help="one PNG per image with every model side by side")
+    p.add_argument("--output", type=Path, default=Path("cam"), help="directory for the PNGs (default ./cam)")
+    p.set_defaults(run=cmd_cam)
+
 
 def load_source(source: str, weights: Path | None, num_classes: int | None):
     """(eval-mode model, class names, run directory or None) for a model name or a run directory."""
@@ -100,4 +113,57 @@ def cmd_quantize(args) -> int:
     q.save_int8(converted, model, classes, size, out, keep, len(files))
     print(f"wrote {out} (int8, {len(files)} calibration images at {size} px, "
           f"float parts: {', '.join(keep) or 'none'})")
+    return 0
+
+
+def _cam_models(args) -> list[tuple[str | None, Path | None]]:
+    """(model name, weights) pairs: --model and --weights pair up in order; either may be absent."""
+    names, weights = list(args.model), list(args.weights)
+    if names and weights and len(names) != len(weights):
+        raise UserError(f"{len(names)} --model but {len(weights)} --weights: give one weights per model "
+                        "(or none)")
+    pairs = list(zip(names, weights, strict=True)) if names and weights else (
+        [(n, None) for n in names] or [(None, w) for w in weights])
+    if not pairs:
+        raise UserError("cam needs --model NAME or --weights RUN_DIR")
+    if len(pairs) > 1 and not args.compare:
+        raise UserError("several models: add --compare to draw them side by side")
+    return pairs
+
+
+def _label(model, classes, k: int) -> str:
+    from ..weights import imagenet_classes
+
+    if classes is None and model.num_classes == 1000:
+        classes = imagenet_classes()
+    return classes[k] if classes else str(k)
+
+
+def cmd_cam(args) -> int:
+    from ..inference import load_for_inference, open_image
+    from ..tools import cam
+
+    loaded = []
+    for name, weights in _cam_models(args):
+        if weights is not None and weights.is_dir():
+            model, classes, _ = load_source(str(weights), None, None)
+        else:
+            model, classes = load_for_inference(name, weights, args.num_classes)
+        loaded.append((name or model.spec.name, model, classes))
+    images = [(path, open_image(path)) for path in args.images]  # every image readable before work
+    args.output.mkdir(parents=True, exist_ok=True)
+    for path, image in images:
+        panels = []
+        for name, model, classes in loaded:
+            r = cam.grad_cam(model, image, args.class_index)
+            label = _label(model, classes, r.class_index)
+            print(f"{path}: {name}: class {r.class_index} ({label}, p={r.prob:.3f}), peak at x={r.peak[0]}, "
+                  f"y={r.peak[1]}")
+            panels.append((f"{name}\n{label} ({r.prob:.2f})", r))
+        if args.compare:
+            out = cam.compare_figure(image, panels, args.output / f"{path.stem}_compare.png")
+        else:
+            out = cam.save_png(cam.overlay(image, panels[0][1]), args.output / f"{path.stem}_cam.png")
+        print(f"wrote {out}")
+    sys.stdout.flush()
     return 0
