@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads for training and timing")
     p.add_argument("--reps", type=int, default=10, help="timed runs per latency (median)")
     p.add_argument("--models", default="lite0,b0")
+    p.add_argument("--no-fp32-inductor", action="store_true",
+                   help="time fp32 eager only (saves two compilations per model)")
     p.add_argument("--cache", type=Path, default=Path("/tmp") / "effnet-bench")
     p.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-quantize")
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
@@ -137,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         files = find_images(Path(data) / "train", args.calib_images, seed=0)
         int8 = quantize_int8(fp32, calibration_batches(files, pre, args.size), args.size, best[0])
-        compiled_fp32 = compile_fp32(prepare(fp32))
+        compiled_fp32 = None if args.no_fp32_inductor else compile_fp32(prepare(fp32))
         compiled_int8 = compile_int8(int8)
         for batch in (1, 32):
             eager = latency_ms(fp32, args.size, batch, args.reps)
-            fp32_c = latency_ms(compiled_fp32, args.size, batch, args.reps)
+            fp32_c = latency_ms(compiled_fp32, args.size, batch, args.reps) if compiled_fp32 else float("nan")
             int8_c = latency_ms(compiled_int8, args.size, batch, args.reps)
             latency_rows.append((key, str(batch), f"{eager:.1f}", f"{fp32_c:.1f}", f"{int8_c:.1f}",
                                  f"{eager / int8_c:.2f}x", f"{fp32_c / int8_c:.2f}x"))
