@@ -71,6 +71,10 @@ def load_source(source: str, weights: Path | None, num_classes: int | None):
     return model, classes, None
 
 
+def _size(args, model) -> int:
+    return model.spec.preprocess.eval_size if args.size is None else args.size
+
+
 def _default_output(source: str, run: Path | None, tag: str, suffix: str) -> Path:
     return (run / f"model{tag}{suffix}") if run is not None else Path(f"{source}{tag}{suffix}")
 
@@ -80,7 +84,7 @@ def cmd_export(args) -> int:
 
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
     dynamic = ex.parse_dynamic(args.dynamic)
-    size = ex.check_size(model, args.size or model.spec.preprocess.eval_size, "size" in dynamic)
+    size = ex.check_size(model, _size(args, model), "size" in dynamic)
     suffix = ex.FORMATS[args.format]
     out = args.output or _default_output(args.source, run, "", suffix)
     ready = ex.prepare(model, fuse=args.fuse)
@@ -103,7 +107,7 @@ def cmd_quantize(args) -> int:
     if args.images < 1:
         raise UserError(f"--images must be >= 1 (got {args.images})")
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
-    size = ex.check_size(model, args.size or model.spec.preprocess.eval_size, False)
+    size = ex.check_size(model, _size(args, model), False)
     keep = [p.strip() for p in args.keep_float.split(",") if p.strip()]
     q.float_module_names(model, keep)  # an unknown part fails before the slow work
     files = q.find_images(args.calib, args.images)
