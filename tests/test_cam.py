@@ -11,6 +11,8 @@ from PIL import Image
 
 from effnet.cli import main
 
+pytest.importorskip("pytorch_grad_cam")
+
 # Boxes measured by hand on the original images (a 50 px grid drawn over each, read off by eye),
 # as (left, top, right, bottom) in pixels:
 # chelsea() is 451x300; the cat fills nearly all of it, so the check uses its FACE: from left of the

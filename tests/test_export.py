@@ -52,6 +52,7 @@ def _assert_close(ours, ref, what):
 
 
 def test_onnx_runs_in_onnxruntime_at_any_batch_and_size(model, tmp_path):
+    pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     path = ex.save_onnx(ex.prepare(model), tmp_path / "m.onnx", 224, DYNAMIC,

@@ -54,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_cam)
 
 
+def _require(module: str, package: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{what} needs the {package} package: pip install 'effnet[deploy]'")
+
+
 def load_source(source: str, weights: Path | None, num_classes: int | None):
     """(eval-mode model, class names, run directory or None) for a model name or a run directory."""
     from ..inference import load_for_inference
@@ -82,6 +89,8 @@ def _default_output(source: str, run: Path | None, tag: str, suffix: str) -> Pat
 def cmd_export(args) -> int:
     from ..tools import export as ex
 
+    if args.format == "onnx":
+        _require("onnxscript", "onnxscript", "ONNX export")
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
     dynamic = ex.parse_dynamic(args.dynamic)
     size = ex.check_size(model, _size(args, model), "size" in dynamic)
@@ -104,6 +113,7 @@ def cmd_quantize(args) -> int:
     from ..tools import export as ex
     from ..tools import quantize as q
 
+    _require("torchao", "torchao", "quantize")
     if args.images < 1:
         raise UserError(f"--images must be >= 1 (got {args.images})")
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
@@ -145,6 +155,8 @@ def _label(model, classes, k: int) -> str:
 
 def cmd_cam(args) -> int:
     from ..inference import load_for_inference, open_image
+
+    _require("pytorch_grad_cam", "grad-cam", "cam")
     from ..tools import cam
 
     loaded = []
