@@ -46,9 +46,11 @@ def _inputs(shape):
 
 def _assert_close(ours, ref, what):
     assert ours.shape == ref.shape
-    assert 0.05 < ref.std() < 100  # O(1) logits: the tolerance means something
+    assert ref.std() > 0.05  # logits that differ between classes: the tolerance means something
+    # float round-off relative to the logits' scale (randomised BN makes them O(100) for some models);
+    # a wrongly folded BN or a wrong pad moves them by far more
     diff = (ours - ref).abs().max().item()
-    assert diff <= 2e-4 * max(1.0, ref.abs().max().item()), f"{what}: max |diff| {diff:.3g}"
+    assert diff <= 1e-4 * max(1.0, ref.abs().max().item()), f"{what}: max |diff| {diff:.3g}"
 
 
 def test_onnx_runs_in_onnxruntime_at_any_batch_and_size(model, tmp_path):

@@ -112,3 +112,10 @@ def test_train_refuses_an_int8_file_as_weights(int8_file, capsys, tmp_path):
                  "--no-progress", "--no-tensorboard"]) == 2
     err = capsys.readouterr().err
     assert "not weights" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_eval_at_a_size_the_int8_file_was_not_made_for_is_one_line(int8_file, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(int8_file), "--img-size", "48"]) == 2
+    err = capsys.readouterr().err
+    assert "exported for 32 px" in err and len(err.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="input size (default: the eval size)")
     p.add_argument("--keep-float", default="", metavar="PARTS",
                    help=f"comma list of parts left in float: {', '.join(FLOAT_PARTS)} "
-                   "(default none: benchmarks/quantize.py measured that they do not help)")
+                   "(default none; BENCHMARKS.md has what each choice does to accuracy)")
     p.add_argument("--output", type=Path, default=None,
                    help="file to write (default: RUN/model_int8.pt2 or MODEL_int8.pt2 here)")
     p.set_defaults(run=cmd_quantize)

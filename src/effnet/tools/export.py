@@ -190,7 +190,13 @@ class ExportedModel(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
+        try:
+            return self.program(x)
+        except (RuntimeError, AssertionError) as e:  # its input guards: a shape it was not exported for
+            if not str(e).startswith(("Guard failed", "Expected input")):
+                raise
+            raise UserError(f"this exported model takes other input shapes ({str(e).splitlines()[0]}); "
+                            f"it was exported for {self.spec.preprocess.eval_size} px") from None
 
 
 def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
