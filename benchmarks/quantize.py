@@ -154,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{eager / int8_c:.2f}x", f"{fp32_c / int8_c:.2f}x"))
     total = (time.time() - started) / 60
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps({"accuracy": rows, "latency": latency_rows}, indent=2))
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"results-{args.models.replace(',', '-')}.json").write_text(
+            json.dumps({"accuracy": rows, "latency": latency_rows}, indent=2))
     table = ["| model | init | precision | float parts | test top-1 % | drop (pt) | note |",
              "|---|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
