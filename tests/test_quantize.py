@@ -48,6 +48,7 @@ def _val_predictions(model, splits) -> torch.Tensor:
         return model(x).argmax(-1)
 
 
+@pytest.mark.slow  # shares a digits training run + quantization (~30 s on one free core)
 def test_int8_predictions_agree_with_fp32_on_digits(digits_run, int8_file):
     run, _, splits = digits_run
     fp32, _ = load_for_inference(None, run / "best.safetensors")
@@ -60,6 +61,7 @@ def test_int8_predictions_agree_with_fp32_on_digits(digits_run, int8_file):
     assert agree >= 0.9, f"int8 agrees with fp32 on only {agree:.1%} of {len(a)} val digits"
 
 
+@pytest.mark.slow  # shares a digits training run + quantization (~30 s on one free core)
 def test_eval_and_predict_run_the_int8_file(digits_run, int8_file, capsys, tmp_path):
     run, _, splits = digits_run
     capsys.readouterr()
@@ -76,6 +78,7 @@ def test_eval_and_predict_run_the_int8_file(digits_run, int8_file, capsys, tmp_p
     assert re.search(r"1\.\s+\d\s+\d", capsys.readouterr().out)
 
 
+@pytest.mark.slow  # shares a digits training run + quantization (~30 s on one free core)
 def test_keeping_se_in_float_leaves_its_convs_unquantized(digits_run):
     """--keep-float se: the squeeze-excite 1x1 convs keep float weights (fewer int8 weights)."""
     run, calib, _ = digits_run
@@ -106,6 +109,7 @@ def test_quantize_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, messag
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow  # shares a digits training run + quantization (~30 s on one free core)
 def test_train_refuses_an_int8_file_as_weights(int8_file, capsys, tmp_path):
     capsys.readouterr()
     assert main(["train", "--weights", str(int8_file), "--epochs", "1", "--output", str(tmp_path / "r"),
@@ -114,6 +118,7 @@ def test_train_refuses_an_int8_file_as_weights(int8_file, capsys, tmp_path):
     assert "not weights" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow  # shares a digits training run + quantization (~30 s on one free core)
 def test_eval_at_a_size_the_int8_file_was_not_made_for_is_one_line(int8_file, capsys):
     capsys.readouterr()
     assert main(["eval", "--weights", str(int8_file), "--img-size", "48"]) == 2

@@ -34,14 +34,14 @@ def make_act(name: str) -> nn.Module:
 def tf_same_pad(size, kernel: int, stride: int, dilation: int = 1) -> tuple:
     """TensorFlow 'SAME': output ceil(size/stride), the odd pixel of padding goes bottom/right.
 
-    Written without math.ceil / max on `size`: ceil(size/stride)*stride - size == (-size) % stride,
-    so the total pad is (k-1)*d + 1 - stride + (-size) % stride. With a symbolic `size`
-    (torch.export with a dynamic height/width) that is one expression instead of a guard on the
-    size, which is what lets tf_ models export with dynamic shapes; with an int it is the same
-    number as TF's formula."""
-    reach = (kernel - 1) * dilation + 1 - stride
-    total = reach + (-size) % stride
-    if reach < 0:  # kernel narrower than its stride: the pad can be negative, TF clamps it at 0
+    Written with integer floor division instead of math.ceil / max on `size`: with a symbolic
+    `size` (torch.export with a dynamic height/width) the pad is then one expression the
+    exporter can carry and simplify (the conv's output size reduces to ceil(size/stride))
+    instead of a guard on the size, which is what lets tf_ models export with dynamic shapes.
+    With an int it is TF's formula."""
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + (kernel - 1) * dilation + 1 - size
+    if (kernel - 1) * dilation + 1 < stride:  # kernel narrower than its stride: TF clamps at 0
         total = torch.sym_max(total, 0)
     return total // 2, total - total // 2
 
