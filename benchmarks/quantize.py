@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         compiled_int8 = compile_int8(int8)
         for batch in (1, 32):
             eager = latency_ms(fp32, args.size, batch, args.reps)
-            fp32_c = latency_ms(compiled_fp32, args.size, batch, args.reps) if compiled_fp32 else float("nan")
+            fp32_c = (float("nan") if compiled_fp32 is None
+                      else latency_ms(compiled_fp32, args.size, batch, args.reps))
             int8_c = latency_ms(compiled_int8, args.size, batch, args.reps)
             latency_rows.append((key, str(batch), f"{eager:.1f}", f"{fp32_c:.1f}", f"{int8_c:.1f}",
                                  f"{eager / int8_c:.2f}x", f"{fp32_c / int8_c:.2f}x"))
