@@ -33,6 +33,8 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
             raise UserError("give either --weights or --pretrained, not both")
         return create_model(model_name or pretrained, num_classes=num_classes,
                             pretrained=pretrained).eval(), None
+    if weights is not None and weights.suffix == ".pt2":
+        return load_exported(weights)
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
     classes = None
@@ -59,6 +61,17 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
 def _run_classes(run_spec: Path) -> list[str] | None:
     classes = json.loads(run_spec.read_text()).get("classes")
     return [str(c) for c in classes] if isinstance(classes, list) else None
+
+
+def load_exported(path: Path):
+    """The model in a .pt2 from `effnet export --format exported-program` or `effnet quantize`
+    (int8), and its class names. Only files effnet wrote are read, and none that would unpickle
+    (tools/export.py says what is checked)."""
+    from .tools.export import load_program
+
+    if not path.is_file():
+        raise UserError(f"no such weights file: {path}")
+    return load_program(path)
 
 
 def open_image(path: Path):

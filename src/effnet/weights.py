@@ -100,6 +100,9 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such weights file: {path}")
+    if path.suffix.lower() == ".pt2":  # from `effnet export` / `effnet quantize`: a frozen graph
+        raise UserError(f"{path} is an exported (or int8) program for `effnet eval` / `effnet "
+                        f"predict`, not weights; use the fp32 .safetensors it was made from")
     try:
         if path.suffix.lower() == ".safetensors":
             obj = _st_load_file(str(path), device="cpu")

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # one module per group of commands, loaded only when its command runs (keeps `effnet -h` fast)
-COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds")
+COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds", "deploy_cmds")
 # OSErrors of the machine rather than of the user's input: exit 1 instead of 2
 _FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +31,18 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
-def tf_same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow 'SAME': output ceil(size/stride), the odd pixel of padding goes bottom/right."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+def tf_same_pad(size, kernel: int, stride: int, dilation: int = 1) -> tuple:
+    """TensorFlow 'SAME': output ceil(size/stride), the odd pixel of padding goes bottom/right.
+
+    Written with integer floor division instead of math.ceil / max on `size`: with a symbolic
+    `size` (torch.export with a dynamic height/width) the pad is then one expression the
+    exporter can carry and simplify (the conv's output size reduces to ceil(size/stride))
+    instead of a guard on the size, which is what lets tf_ models export with dynamic shapes.
+    With an int it is TF's formula."""
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + (kernel - 1) * dilation + 1 - size
+    if (kernel - 1) * dilation + 1 < stride:  # kernel narrower than its stride: TF clamps at 0
+        total = torch.sym_max(total, 0)
     return total // 2, total - total // 2
 
 
