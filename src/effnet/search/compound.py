@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +80,6 @@ def _config_record(cfg: SearchConfig, base: NetSpec, keys: list[str]) -> dict:
             "proxy": proxy, "candidates": keys}
 
 
-def _say(msg: str, progress: bool) -> None:
-    if progress:
-        from tqdm import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
-    else:
-        print(msg, file=sys.stderr)
-
-
 def run_search(cfg: SearchConfig) -> SearchResult:
     import optuna
     from optuna.trial import TrialState
@@ -142,18 +132,9 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         if delay := float(os.environ.get(TRIAL_DELAY_ENV) or 0):  # tests: a trial that lasts
             time.sleep(delay)
-        try:
+        with st.trial_outcome(trial, key, cfg.progress):
             summary = train_spec(cand.spec, cand.resolution, cfg.proxy, run_dir,
                                  log=run_dir.parent / f"{key}.log")
-        except KeyboardInterrupt:
-            trial.set_user_attr(st.INTERRUPTED, True)
-            raise
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("error", f"{type(e).__name__}: {msg}"[:500])
-            _say(f"effnet search: trial {trial.number} ({key}) failed: {type(e).__name__}: {msg}",
-                 cfg.progress)
-            raise
         trial.set_user_attr("run_dir", str(run_dir))
         return float(summary["best"]["top1"])
 
@@ -197,7 +178,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
             if not running:
                 break
             if not waited_msg:
-                _say(f"effnet search: waiting for {len(running)} trial(s) running in other "
+                st.say(f"effnet search: waiting for {len(running)} trial(s) running in other "
                      f"workers (a dead worker's trial is retried after {2 * cfg.heartbeat} s)",
                      cfg.progress)
                 waited_msg = True

@@ -29,7 +29,7 @@ import optuna
 from ..arch.spec import NetSpec
 from ..errors import UserError
 from . import study as st
-from .compound import _say, prepare_base
+from .compound import prepare_base
 from .proxy import Proxy, train_spec
 from .reward import Objective, step_time
 from .space import SPACES, SearchSpace, make_space, spec_key
@@ -238,19 +238,10 @@ def run_nas(cfg: NasConfig) -> NasResult:
             trial.set_user_attr("duplicate", True)  # another trial trains (or trained) this spec
             raise optuna.TrialPruned()
         run_dir = out / "trials" / key
-        try:
+        with st.trial_outcome(trial, key, cfg.progress):
             measured = timing(spec)
             summary = train_spec(spec, size, cfg.proxy, run_dir,
                                  log=run_dir.parent / f"{key}.log")
-        except KeyboardInterrupt:
-            trial.set_user_attr(st.INTERRUPTED, True)
-            raise
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("error", f"{type(e).__name__}: {msg}"[:500])
-            _say(f"effnet search: trial {trial.number} ({key}) failed: {type(e).__name__}: {msg}",
-                 cfg.progress)
-            raise
         nonlocal ran
         ran += 1
         top1 = float(summary["best"]["top1"])
@@ -275,7 +266,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
                 break  # the candidates keep failing: report it below instead of sampling forever
             if len(census["done"]) + len(census["running"]) >= cfg.trials and not census["waiting"]:
                 if not waited_msg:
-                    _say(f"effnet search: waiting for {len(census['running'])} trial(s) running in "
+                    st.say(f"effnet search: waiting for {len(census['running'])} trial(s) running in "
                          f"other workers (a dead worker's trial is retried after "
                          f"{2 * cfg.heartbeat} s)", cfg.progress)
                     waited_msg = True

@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 import optuna
 import sqlalchemy as sa
@@ -157,3 +160,30 @@ def check_config(study: optuna.Study, config: dict) -> None:
     if diff:
         raise UserError(f"study {study.study_name!r} was created with other settings "
                         f"(differs: {', '.join(diff)}); use another --study or --output")
+
+
+def say(msg: str, progress: bool) -> None:
+    """A line on stderr that does not break a progress bar."""
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+    else:
+        print(msg, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def trial_outcome(trial: optuna.Trial, key: str, progress: bool) -> Iterator[None]:
+    """Around a trial's training: an interrupted trial is marked to be queued again on the next
+    run; a failed one records its error (the trial ends FAIL) and says so in one line."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        trial.set_user_attr(INTERRUPTED, True)
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        trial.set_user_attr("error", f"{type(e).__name__}: {msg}"[:500])
+        say(f"effnet search: trial {trial.number} ({key}) failed: {type(e).__name__}: {msg}", progress)
+        raise
+
