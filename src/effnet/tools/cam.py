@@ -50,7 +50,7 @@ def cam_input(image: Image.Image, model: nn.Module, size: int | None = None) -> 
     from ..data import eval_transform
 
     pre = model.spec.preprocess
-    squash = dataclasses.replace(pre, crop_pct=1.0)  # whole image, no crop
+    squash = dataclasses.replace(pre, crop_pct=1.0, crop_mode="squash")  # whole image, no crop
     return eval_transform(squash, size or pre.eval_size)(image).unsqueeze(0)
 
 
