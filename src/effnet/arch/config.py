@@ -64,6 +64,11 @@ def read_config_file(path: str | Path) -> ModelConfig:
         raise ValueError("not a JSON object")
     if isinstance(d.get("config"), dict):
         d = d["config"]
+    if "spec" in d and "format" not in d:  # a run's spec.json from effnet 0.1.0, before the config
+        tf = bool(d.get("tf", False))
+        return ModelConfig(spec=spec_from_dict(d["spec"]), num_classes=int(d.get("num_classes", 1000)),
+                           in_chans=int(d.get("in_chans", 3)), bn_eps=1e-3 if tf else 1e-5,
+                           bn_momentum=0.01 if tf else 0.1, tf_padding=tf)
     if "spec" in d:
         return ModelConfig.from_dict(d)
     return ModelConfig(spec=spec_from_dict(d))
