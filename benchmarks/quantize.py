@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
 import platform
 import shlex
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from _bench import CIFAR_ARCHIVE, ROOT, extract_subset, write_section
+from _bench import CIFAR_ARCHIVE, ROOT, extract_subset, stamp, write_section
 
 from effnet.data import Transformed, eval_transform, load_data
 from effnet.inference import load_for_inference
@@ -103,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep a fine-tuned run already in --output (same flags) instead of training again")
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = p.parse_args(argv)
+    # at the start: the code that runs is the code of this commit
+    header = stamp(f"python benchmarks/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}".strip())
     if not CIFAR_ARCHIVE.is_file():
         print(f"{CIFAR_ARCHIVE} not found: this benchmark needs the CIFAR-10 archive", file=sys.stderr)
         return 2
@@ -169,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## int8 post-training quantization (PT2E, X86 inductor quantizer) vs fp32",
         "",
-        f"`.venv/bin/python benchmarks/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}`".replace(" `", "`"),
-        f"({dt.date.today()}, {cpu}, {args.threads} torch threads, torch {torch.__version__}; "
+        header,
+        f"({cpu}, {args.threads} torch threads, torch {torch.__version__}; "
         f"{total:.1f} min in all)",
         "",
         f"Data: CIFAR-10 (JPEG copy), {args.train_per_class} train / {args.val_per_class} test images per class, "
