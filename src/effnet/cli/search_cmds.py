@@ -30,6 +30,18 @@ def _proxy_flags(p: argparse.ArgumentParser, base_required: bool = True) -> None
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _add_study_flags(g, study: str, output: str) -> None:
+    """Where a search's Optuna study lives and how its workers keep alive (compound and NAS)."""
+    g.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
+                   "postgresql://user@host/db for workers on several machines")
+    g.add_argument("--study", default=None, help=f"study name (default {study})")
+    g.add_argument("--output", default=None, help=f"directory (default {output})")
+    g.add_argument("--heartbeat", type=positive_int, default=60,
+                   help="seconds between worker heartbeats; a trial silent for twice this is "
+                   "retried once (default 60)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="searches: compound-scaling coefficients")
     ssub = p.add_subparsers(dest="search_kind", required=True, parser_class=type(p))
@@ -49,14 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allowed relative distance of measured MACs from 2^phi (default 0.1)")
     g.add_argument("--trials", type=positive_int, default=None,
                    help="trials this worker runs (default: until every candidate is done)")
-    g.add_argument("--storage", default=None,
-                   help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
-                   "postgresql://... for workers on several machines")
-    g.add_argument("--study", default=None, help="study name (default compound-BASE-phiN)")
-    g.add_argument("--output", default=None, help="directory (default runs/search-BASE)")
-    g.add_argument("--heartbeat", type=positive_int, default=60,
-                   help="seconds between worker heartbeats; a trial silent for twice this is "
-                   "retried once (default 60)")
+    _add_study_flags(g, study="compound-BASE-phiN", output="runs/search-BASE")
     c.set_defaults(run=cmd_search_compound)
     _register_nas(ssub)
 
@@ -147,20 +152,13 @@ def _register_nas(ssub) -> None:
                    help="random (the paper's) or tpe (Optuna's TPE)")
     g.add_argument("--objective", default="v2", choices=OBJECTIVES,
                    help="v2: A*S^w*P^v; mnas: ACC*(FLOPs/T)^w, T the backbone's FLOPs")
-    g.add_argument("--w", type=float, default=W_TIME, help=f"step-time exponent (default {W_TIME})")
-    g.add_argument("--v", type=float, default=V_PARAMS, help=f"params exponent (default {V_PARAMS})")
-    g.add_argument("--w-flops", type=float, default=W_FLOPS,
+    g.add_argument("--w", type=finite_float, default=W_TIME, help=f"step-time exponent (default {W_TIME})")
+    g.add_argument("--v", type=finite_float, default=V_PARAMS, help=f"params exponent (default {V_PARAMS})")
+    g.add_argument("--w-flops", type=finite_float, default=W_FLOPS,
                    help=f"FLOPs exponent of the mnas objective (default {W_FLOPS})")
-    g.add_argument("--time-batch", type=int, default=16,
+    g.add_argument("--time-batch", type=positive_int, default=16,
                    help="batch for timing each candidate's train step (default 16)")
-    g.add_argument("--storage", default=None,
-                   help="SQLAlchemy URL of the study (default sqlite:///OUTPUT/study.db); "
-                   "postgresql://user@host/db for workers on several machines")
-    g.add_argument("--study", default=None, help="study name (default nas-SPACE-BASE)")
-    g.add_argument("--output", default=None, help="directory (default runs/nas-SPACE)")
-    g.add_argument("--heartbeat", type=int, default=60,
-                   help="seconds between worker heartbeats; a trial silent for twice this is "
-                   "retried once (default 60)")
+    _add_study_flags(g, study="nas-SPACE-BASE", output="runs/nas-SPACE")
     n.set_defaults(run=cmd_search_nas)
 
 
