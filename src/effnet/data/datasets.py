@@ -144,9 +144,7 @@ def _load_folder(root: Path, val_split: float | None, strict: bool, seed: int) -
     source = train_dir if train_dir.is_dir() else root
     if val_split is None:
         raise UserError(f"{root} has no train/ and val/ folders; pass --val-split FRACTION "
-                        "to hold out part of it for validation")
-    if not 0.0 < val_split < 1.0:
-        raise UserError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+                        "to hold out part of it for validation")  # its range: load_data
     full = scan_folder(source, strict=strict)
     train_idx, val_idx = stratified_split(full.targets, val_split, seed)
     return DataSplits(Split(full, train_idx), Split(full, val_idx), full.classes, name)

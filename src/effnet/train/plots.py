@@ -36,19 +36,17 @@ def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
         plt.close(fig)
         out.append(path)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)")):
-        x, y = series(key)
-        if x:
-            ax.plot(x, y, marker="o", label=label)
-    finish(fig, ax, "loss.png", "loss")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("top1", "top-1"), ("ema_top1", "top-1 (EMA)"), ("top5", "top-5")):
-        x, y = series(key)
-        if x:
-            ax.plot(x, y, marker="o", label=label)
-    finish(fig, ax, "accuracy.png", "val accuracy (%)")
+    curves = {"loss.png": ("loss", (("train_loss", "train"), ("val_loss", "val"),
+                                    ("ema_val_loss", "val (EMA)"))),
+              "accuracy.png": ("val accuracy (%)", (("top1", "top-1"), ("ema_top1", "top-1 (EMA)"),
+                                                    ("top5", "top-5")))}
+    for name, (ylabel, keys) in curves.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label in keys:
+            x, y = series(key)
+            if x:
+                ax.plot(x, y, marker="o", label=label)
+        finish(fig, ax, name, ylabel)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s / steps_per_epoch for s in range(len(lr_curve))], lr_curve)
