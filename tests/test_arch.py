@@ -118,3 +118,13 @@ def test_spec_table_prints_paper_rows():
     lines = table.splitlines()
     assert len(lines) == 2 + 1 + 7 + 1  # header, rule, stem, 7 stages, head
     assert "MBConv6 k5x5" in table and "112x112" in table and "7x7" in lines[-1]
+
+
+def test_stem_kind_is_checked_and_resnet_stem_pools():
+    from effnet.arch.spec import Stem
+
+    with pytest.raises(ValueError, match="unknown stem kind 'rsnet'"):
+        Stem(64, kind="rsnet")
+    assert Stem(32).pool_stride == 1 and Stem(64, 7, kind="resnet").pool_stride == 2
+    # 224 -> conv/2 -> pool/2: the first stage sees 56x56 as in the ResNet paper
+    assert "56x56" in get_spec("resnet50").table().splitlines()[3]

@@ -146,3 +146,22 @@ def test_import_effnet_loads_neither_torchvision_ops_nor_optuna():
     loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
     assert not {m for m in loaded if m.startswith(("torchvision.ops", "optuna"))}
     assert "effnet" in loaded
+
+
+def test_every_block_kind_has_one_registered_class_and_unknown_kinds_are_refused():
+    from effnet.arch.spec import BLOCK_KINDS
+    from effnet.nn.blocks import BLOCKS, Bottleneck, block_kind
+
+    assert set(BLOCKS) == set(BLOCK_KINDS)
+    assert all(cls.kind == kind for kind, cls in BLOCKS.items())
+    with pytest.raises(ValueError, match="'mystery'"):
+        block_kind("mystery")(type("Mystery", (Bottleneck,), {}))
+    with pytest.raises(ValueError, match="'fused'"):  # a second class for a taken kind
+        block_kind("fused")(type("Fused2", (FusedMBConv,), {}))
+    assert BLOCKS["fused"] is FusedMBConv
+
+
+def test_block_layout_names_expansion_one_as_the_papers_do():
+    assert MBConv(16, 16, 3, 1, 1).layout == "mbconv1" and MBConv(16, 16, 3, 1, 6).layout == "mbconv"
+    assert FusedMBConv(16, 16, 3, 1, 1).layout == "fused1"
+    assert FusedMBConv(16, 16, 3, 1, 4).layout == "fused"

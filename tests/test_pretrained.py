@@ -23,7 +23,7 @@ from effnet.errors import UserError
 from effnet.models import get_spec
 from effnet.pretrained import ROWS, PretrainedWeights, default_tag, find_pretrained, resolve_pretrained
 from effnet.pretrained.hub import converted_path
-from effnet.weights import _source_bn_eps, convert, read_metadata
+from effnet.weights import convert, read_metadata, source_bn_eps
 
 
 # --- a loopback file server ------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_every_row_fits_its_effnet_model(row):
     eps = {m.eps for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == eps
     if row.key_map == "torchvision":  # and effnet.weights knows it when loading any torchvision file
-        assert {_source_bn_eps("torchvision", model, {})} == eps
+        assert {source_bn_eps("torchvision", model, {})} == eps
     assert model.spec.preprocess == row.preprocess
 
 

@@ -4,3 +4,11 @@ message as a single line and exits 2 instead of showing a traceback."""
 
 class UserError(Exception):
     pass
+
+
+def error_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), at most `limit`
+    characters: libraries' messages can be pages long and a UserError is one line."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 FAULT_ENV = "EFFNET_FAULT_KILL"
@@ -41,10 +42,26 @@ def _injected_death(path: Path) -> int | None:
     return int(nbytes) if _writes[name] == int(nth) else None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    die_after = _injected_death(path)
+def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
+    """Have `write` fill a temporary file beside `path` (named to end in `suffix`, for writers that
+    insist on one), fsync it, rename it over `path`, fsync the directory. Every file effnet saves
+    goes through here."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    tmp.unlink(missing_ok=True)  # left by a killed process of the same pid
     try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    die_after = _injected_death(path)
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             if die_after is not None:
                 f.write(data[:die_after])
@@ -52,10 +69,5 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 os.fsync(f.fileno())
                 os.kill(os.getpid(), signal.SIGKILL)
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
+
+    atomic_write(path, write)

@@ -112,8 +112,11 @@ def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
     return scaled, m
 
 
-def read_coeffs(path: Path) -> tuple[float, float, float]:
-    """alpha, beta, gamma from a JSON file (a search's best.json); UserError when it is not one."""
+def read_coeffs(path: Path | None) -> tuple[float, float, float]:
+    """alpha, beta, gamma from a JSON file (a search's best.json), the paper's without one;
+    UserError when the file is not such JSON."""
+    if path is None:
+        return PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
     try:
         c = json.loads(Path(path).read_text())
         vals = float(c["alpha"]), float(c["beta"]), float(c["gamma"])

@@ -12,7 +12,24 @@ from dataclasses import dataclass, field, replace
 
 from ..tables import text_table
 
-BLOCK_KINDS = ("mbconv", "fused", "bottleneck")
+
+@dataclass(frozen=True)
+class BlockKind:
+    """What a stage row's `block` names. The module for it is the nn class registered under `name`
+    (effnet.nn.blocks.block_kind); weight files map it by `name` too (effnet.weights.sources)."""
+
+    name: str
+    display: str  # operator name as the paper tables print it
+    short: str  # one letter for compact architecture codes (NAS reports)
+
+
+# adding a block kind: one row here, one registered class in nn/blocks.py, and key-map rows in
+# weights/sources.py only if some library publishes weights for it
+BLOCK_KINDS: dict[str, BlockKind] = {k.name: k for k in (
+    BlockKind("mbconv", "MBConv", "M"),
+    BlockKind("fused", "Fused-MBConv", "F"),
+    BlockKind("bottleneck", "Bottleneck", "B"),
+)}
 ACTIVATIONS = ("silu", "relu6", "relu")
 
 
@@ -30,7 +47,7 @@ class Stage:
 
     def __post_init__(self) -> None:
         if self.block not in BLOCK_KINDS:
-            raise ValueError(f"unknown block kind {self.block!r}; expected one of {BLOCK_KINDS}")
+            raise ValueError(f"unknown block kind {self.block!r}; expected one of {tuple(BLOCK_KINDS)}")
         if self.repeats < 1 or self.out < 1 or self.kernel < 1 or self.stride not in (1, 2):
             raise ValueError(f"invalid stage row {self}")
 
@@ -53,6 +70,19 @@ class Stem:
     kernel: int = 3
     stride: int = 2
     kind: str = "conv"
+
+    def __post_init__(self) -> None:
+        if self.kind not in STEM_POOL_STRIDE:
+            raise ValueError(f"unknown stem kind {self.kind!r}; expected one of "
+                             f"{tuple(STEM_POOL_STRIDE)}")
+
+    @property
+    def pool_stride(self) -> int:
+        """Stride of the 3x3 max pool after the conv (1: no pool)."""
+        return STEM_POOL_STRIDE[self.kind]
+
+
+STEM_POOL_STRIDE = {"conv": 1, "resnet": 2}  # stem kind -> its max pool's stride
 
 
 @dataclass(frozen=True)
@@ -119,12 +149,10 @@ class NetSpec:
         size = res
         rows.append(("0", f"Conv{self.stem.kernel}x{self.stem.kernel} stem", str(self.stem.kernel),
                      str(self.stem.stride), "-", "3", str(self.stem.out), "1", "-", f"{size}x{size}"))
-        size = math.ceil(size / self.stem.stride)
-        if self.stem.kind == "resnet":
-            size = math.ceil(size / 2)
+        size = math.ceil(math.ceil(size / self.stem.stride) / self.stem.pool_stride)
         width = self.stem.out
         for i, st in enumerate(self.stages, start=1):
-            op = {"mbconv": "MBConv", "fused": "Fused-MBConv", "bottleneck": "Bottleneck"}[st.block]
+            op = BLOCK_KINDS[st.block].display
             rows.append((str(i), f"{op}{_fmt(st.expand)} k{st.kernel}x{st.kernel}", str(st.kernel),
                          str(st.stride), _fmt(st.expand), str(width), str(st.out), str(st.repeats),
                          _fmt(st.se) if st.se else "-", f"{size}x{size}"))

@@ -96,11 +96,11 @@ def _list_pretrained(pattern: str) -> int:
 
 
 def cmd_scale(args) -> int:
-    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, read_coeffs, scale_compound
+    from ..arch.scaling import read_coeffs, scale_compound
     from ..models import get_spec
     from ..tools.profile import count_macs, count_params
 
-    alpha, beta, gamma = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
+    alpha, beta, gamma = read_coeffs(args.coeffs)
     alpha = args.alpha if args.alpha is not None else alpha
     beta = args.beta if args.beta is not None else beta
     gamma = args.gamma if args.gamma is not None else gamma

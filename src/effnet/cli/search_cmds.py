@@ -205,13 +205,13 @@ def _ratios(text: str) -> list[float]:
 
 
 def cmd_experiment_scaling(args) -> int:
-    from ..arch.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, read_coeffs
+    from ..arch.scaling import read_coeffs
     from ..search.compound import prepare_base
     from ..search.experiment import print_table, run_experiment
     from ..train.recipe import get_recipe
 
     ratios = _ratios(args.target_flops_ratio)
-    coeffs = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
+    coeffs = read_coeffs(args.coeffs)
     get_recipe(args.recipe)
     proxy = _proxy(args)
     base = prepare_base(args.base, args.base_phi, args.base_size, proxy)

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from ..arch.spec import BLOCK_KINDS
 from .layers import ConvNormAct, DropPath, NormConfig, SqueezeExcite, make_act
+
+BLOCKS: dict[str, type[ResidualBlock]] = {}  # arch block kind -> its class, filled by @block_kind
+
+
+def block_kind(kind: str):
+    """Class decorator: build stage rows of `kind` (a row of arch.spec.BLOCK_KINDS) with this class."""
+
+    def register(cls: type[ResidualBlock]) -> type[ResidualBlock]:
+        if kind not in BLOCK_KINDS or kind in BLOCKS:
+            raise ValueError(f"block kind {kind!r} is not in arch.spec.BLOCK_KINDS or is taken")
+        cls.kind = kind
+        BLOCKS[kind] = cls
+        return cls
+
+    return register
 
 
 class ResidualBlock(nn.Module):
     """Shared tail: a residual add, with per-sample stochastic depth on the branch (SPEC A.6)."""
 
+    kind: ClassVar[str]  # set by @block_kind
     has_skip: bool
+
+    @property
+    def layout(self) -> str:
+        """Which modules this block has, as weight files tell them apart: its kind, with a 1 appended
+        (the papers' MBConv1) where expansion 1 leaves a conv out and libraries name the rest
+        differently."""
+        return self.kind
 
     def set_drop_path(self, rate: float) -> None:
         self.drop_path = DropPath(rate) if (rate > 0 and self.has_skip) else nn.Identity()
@@ -20,6 +46,7 @@ class ResidualBlock(nn.Module):
         return self.drop_path(branch) + x if self.has_skip else branch
 
 
+@block_kind("mbconv")
 class MBConv(ResidualBlock):
     """Inverted bottleneck: [1x1 expand] -> k x k depthwise -> [SE] -> 1x1 project (no act).
 
@@ -39,10 +66,15 @@ class MBConv(ResidualBlock):
         self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
         self.set_drop_path(drop_path)
 
+    @property
+    def layout(self) -> str:
+        return self.kind if isinstance(self.expand, ConvNormAct) else f"{self.kind}1"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add_skip(self.project(self.se(self.dw(self.expand(x)))), x)
 
 
+@block_kind("fused")
 class FusedMBConv(ResidualBlock):
     """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise.
 
@@ -67,10 +99,15 @@ class FusedMBConv(ResidualBlock):
             self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
         self.set_drop_path(drop_path)
 
+    @property
+    def layout(self) -> str:
+        return self.kind if isinstance(self.project, ConvNormAct) else f"{self.kind}1"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add_skip(self.project(self.se(self.conv(x))), x)
 
 
+@block_kind("bottleneck")
 class Bottleneck(ResidualBlock):
     """ResNet v1.5 bottleneck: 1x1 reduce -> k x k (stride here) -> 1x1 expand, act after the add.
 
@@ -96,6 +133,3 @@ class Bottleneck(ResidualBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.project(self.se(self.conv(self.reduce(x))))
         return self.out_act(self.add_skip(branch, self.shortcut(x)))
-
-
-BLOCKS: dict[str, type[ResidualBlock]] = {"mbconv": MBConv, "fused": FusedMBConv, "bottleneck": Bottleneck}

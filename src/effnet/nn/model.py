@@ -36,19 +36,18 @@ class EfficientNet(nn.Module):
         st = spec.stem
         stem_conv = ConvNormAct(in_chans, st.out, st.kernel, st.stride, act=act, norm=norm,
                                 tf_padding=tf_padding)
-        if st.kind == "resnet":  # 7x7/2 conv then 3x3/2 max pool
-            self.stem = nn.Sequential(stem_conv, nn.MaxPool2d(3, 2, 1))
+        if st.pool_stride > 1:  # ResNet: 7x7/2 conv then 3x3/2 max pool
+            self.stem = nn.Sequential(stem_conv, nn.MaxPool2d(3, st.pool_stride, 1))
         else:
             self.stem = stem_conv
 
-        width, stride, index = st.out, st.stride * (2 if st.kind == "resnet" else 1), 0
+        width, stride, index = st.out, st.stride * st.pool_stride, 0
         stages = []
         self.feature_info: list[dict] = []
         for s_idx, row in enumerate(spec.stages):
             blocks = []
             for r in range(row.repeats):
-                block_cls = BLOCKS[row.block]
-                blocks.append(block_cls(
+                blocks.append(BLOCKS[row.block](
                     width, row.out, row.kernel, row.stride if r == 0 else 1, row.expand,
                     se=row.se, act=act, norm=norm, tf_padding=tf_padding,
                     drop_path=self._block_drop_path(index, self.drop_path_rate)))

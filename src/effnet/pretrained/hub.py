@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..errors import UserError
-from ..weights import _one_line, detect_format, load_state_dict_file, load_weights, save_weights
+from ..errors import UserError, error_line
+from ..weights import detect_format, load_state_dict_file, load_weights, save_weights
 from .table import OfflineSource, PretrainedWeights
 
 URL_BASE_ENV = "EFFNET_HUB_URL"  # serve every file from this mirror directory (tests, air-gapped sites)
@@ -126,7 +126,7 @@ def _download(row: PretrainedWeights, url: str, dst: Path, progress: bool) -> No
                         f"incomplete download); nothing was kept") from None
     except (OSError, HTTPException, ValueError) as e:
         dst.unlink(missing_ok=True)
-        raise UserError(f"cannot download {row.tag} from {url} ({_one_line(e)}); without network, "
+        raise UserError(f"cannot download {row.tag} from {url} ({error_line(e)}); without network, "
                         f"fetch that file elsewhere and place it at {dst}") from None
 
 
@@ -141,7 +141,7 @@ def _hf_download(row: PretrainedWeights, placed: Path) -> Path:
     try:
         return Path(hf_hub_download(repo_id=row.hf_hub, filename=HF_FILENAME))
     except Exception as e:  # offline, no such repo, HTTP errors: huggingface_hub has many types
-        raise UserError(f"cannot download {row.tag} from the Hugging Face hub ({_one_line(e)}); "
+        raise UserError(f"cannot download {row.tag} from the Hugging Face hub ({error_line(e)}); "
                         f"without network, fetch {where} and place it at {placed}") from None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..arch.scaling import scale_compound
 from ..arch.spec import NetSpec
-from ..errors import UserError
+from ..errors import UserError, error_line
 from . import study as st
 from .grid import Candidate, MacCounter, base_spec, candidates
 from .proxy import Proxy, train_spec
@@ -113,7 +113,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                     direction="maximize", load_if_exists=True)
     except Exception as e:
-        raise UserError(f"cannot open study {name!r} in {url}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot open study {name!r} in {url}: {error_line(e)}") from None
     st.check_config(study, _config_record(cfg, base, keys))
     st.requeue_interrupted(study, keys)
 

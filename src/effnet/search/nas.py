@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 
 from ..arch.spec import NetSpec
-from ..errors import UserError
+from ..errors import UserError, error_line
 from . import study as st
 from .compound import prepare_base
 from .proxy import Proxy, train_spec
@@ -215,7 +215,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
                                     sampler=_sampler(cfg.sampler, cfg.proxy.seed),
                                     direction="maximize", load_if_exists=True)
     except Exception as e:
-        raise UserError(f"cannot open study {name!r} in {url}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot open study {name!r} in {url}: {error_line(e)}") from None
     st.check_config(study, _config_record(cfg, base))
 
     threads = torch.get_num_threads()  # the trainer changes it; every timing uses this count

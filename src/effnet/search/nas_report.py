@@ -9,16 +9,17 @@ import io
 import json
 from pathlib import Path
 
-from ..arch.spec import spec_to_dict
+from ..arch.spec import BLOCK_KINDS, spec_to_dict
 from ..fileio import atomic_write_bytes
 from ..tables import text_table
 
 
 def stage_code(spec) -> str:
-    """A compact per-stage summary: F/M block, kernel, expansion, layers, +se; e.g. F3e1x2."""
+    """A compact per-stage summary: block letter (BlockKind.short), kernel, expansion, layers,
+    +se; e.g. F3e1x2."""
     parts = []
     for s in spec.stages:
-        code = f"{'F' if s.block == 'fused' else 'M'}{s.kernel}e{s.expand:g}x{s.repeats}"
+        code = f"{BLOCK_KINDS[s.block].short}{s.kernel}e{s.expand:g}x{s.repeats}"
         parts.append(code + ("se" if s.se else ""))
     return " ".join(parts)
 

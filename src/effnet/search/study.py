@@ -21,7 +21,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from ..errors import UserError
+from ..errors import UserError, error_line
 
 CLAIMS = sa.MetaData()
 CLAIMS_TABLE = sa.Table(
@@ -52,8 +52,7 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     except UserError:
         raise
     except Exception as e:  # sqlalchemy/driver errors of every kind: bad URL, no driver, no file
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot open study storage {public_url(url)}: {msg}") from None
+        raise UserError(f"cannot open study storage {public_url(url)}: {error_line(e)}") from None
     return storage
 
 

@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import torch
 from torch import nn
 
 from ..arch.spec import NetSpec, spec_from_dict, spec_to_dict
-from ..errors import UserError
-from ..fileio import fsync_dir
+from ..errors import UserError, error_line
+from ..fileio import atomic_write
 from .fuse import fuse_conv_bn
 
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}
@@ -123,25 +122,14 @@ def save_onnx(model: nn.Module, path: Path, size: int, dynamic: frozenset[str], 
                                 dynamic_shapes=dynamic_shapes(model, dynamic),
                                 input_names=["image"], output_names=["logits"], verbose=False)
     program.model.metadata_props.update(meta)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        program.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    atomic_write(path, lambda tmp: program.save(str(tmp)))
     return path
 
 
 def save_program(program, path: Path, meta: dict[str, str]) -> Path:
     """torch.export.save with effnet's metadata as an extra file; atomic."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # torch wants the suffix
-    try:
-        torch.export.save(program, str(tmp), extra_files={META_FILE: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    atomic_write(path, lambda tmp: torch.export.save(  # torch wants the .pt2 suffix
+        program, str(tmp), extra_files={META_FILE: json.dumps(meta)}), suffix=".pt2")
     return path
 
 
@@ -195,7 +183,7 @@ class ExportedModel(nn.Module):
         except (RuntimeError, AssertionError) as e:  # its input guards: a shape it was not exported for
             if not str(e).startswith(("Guard failed", "Expected input")):
                 raise
-            raise UserError(f"this exported model takes other input shapes ({str(e).splitlines()[0]}); "
+            raise UserError(f"this exported model takes other input shapes ({error_line(e)}); "
                             f"it was exported for {self.spec.preprocess.eval_size} px") from None
 
 
@@ -207,7 +195,7 @@ def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # a damaged archive, or one from an incompatible torch
-        raise UserError(f"cannot load {path}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load {path}: {error_line(e)}") from None
     model = ExportedModel(program.module(), spec_from_dict(json.loads(meta["effnet.spec"])),
                           int(meta["effnet.num_classes"]), meta)
     return model, json.loads(meta.get("effnet.classes", "null"))

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
-from ..fileio import atomic_write_bytes, fsync_dir
+from ..errors import UserError, error_line
+from ..fileio import atomic_write, atomic_write_bytes, fsync_dir
 
 CKPT_DIR = "checkpoints"
 POINTER = "LATEST"
@@ -44,16 +44,13 @@ def save_torch_state(state: dict, path: Path) -> None:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make `dst` the same file as `src`, atomically (a hard link; a copy where links fail)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    def write(tmp: Path) -> None:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+    atomic_write(dst, write)
 
 
 # --- RNG streams as plain data ----------------------------------------------------------------
@@ -159,8 +156,7 @@ def load_state(ckpt: Path) -> dict:
 
         raise unpickling_error(ckpt / STATE_FILE, e) from None
     except Exception as e:  # truncated, foreign
-        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read training state {ckpt / STATE_FILE}: {line[:200]}") from None
+        raise UserError(f"cannot read training state {ckpt / STATE_FILE}: {error_line(e)}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{ckpt / STATE_FILE} is not an effnet training state")
     return state
@@ -178,4 +174,4 @@ def load_weights_into(module: nn.Module, path: Path) -> None:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise UserError(f"checkpoint weights {path} do not fit the run's model: "
-                        f"{str(e).splitlines()[0]}") from None
+                        f"{error_line(e)}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch.scaling import MAX_RESOLUTION
-from ..errors import UserError
+from ..errors import UserError, error_line
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "constant")
@@ -209,7 +209,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(
             path.read_text())
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot parse config file {path}: {error_line(e)}") from None
     if data is None:
         data = {}
     if isinstance(data, dict) and isinstance(data.get("recipe"), dict):

@@ -11,9 +11,11 @@ rate the model's dropout module actually holds, go to `RUN/progressive.csv`.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable
 
+from ..fileio import atomic_write_bytes
 from .progressive import ProgressivePlan, StageSetting, schedule
 
 STAGES_FILE = "progressive.csv"
@@ -57,9 +59,8 @@ def _log(trainer, st: StageSetting) -> None:
     rows.append({"epoch": trainer.epoch + 1, "stage": st.index + 1, "size": st.size,
                  "randaug": f"{st.randaug:.4g}", "mixup": f"{st.mixup:.4g}", "cutmix": f"{st.cutmix:.4g}",
                  "dropout": f"{trainer.model_dropout():.4g}"})
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
