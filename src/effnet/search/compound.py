@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..arch.scaling import scale_compound
 from ..arch.spec import NetSpec
-from ..errors import UserError, error_line
+from ..errors import UserError
 from . import study as st
 from .grid import Candidate, MacCounter, base_spec, candidates
 from .proxy import Proxy, train_spec
@@ -107,13 +107,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     by_key = {c.key: c for c in trained}
     out.mkdir(parents=True, exist_ok=True)
     name = cfg.study or f"compound-{cfg.base}-phi{cfg.phi:g}"
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own one-line messages instead
-    sampler = optuna.samplers.GridSampler({st.PARAM: keys})
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    direction="maximize", load_if_exists=True)
-    except Exception as e:
-        raise UserError(f"cannot open study {name!r} in {url}: {error_line(e)}") from None
+    study = st.open_study(name, storage, url, optuna.samplers.GridSampler({st.PARAM: keys}))
     st.check_config(study, _config_record(cfg, base, keys))
     st.requeue_interrupted(study, keys)
 
@@ -159,7 +153,6 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         if cfg.trials is not None and ran >= cfg.trials:
             study_.stop()
 
-    poll = min(cfg.heartbeat, 10)
     waited_msg = False
     try:
         while cfg.trials is None or ran < cfg.trials:
@@ -177,13 +170,8 @@ def run_search(cfg: SearchConfig) -> SearchResult:
                 continue
             if not running:
                 break
-            if not waited_msg:
-                st.say(f"effnet search: waiting for {len(running)} trial(s) running in other "
-                     f"workers (a dead worker's trial is retried after {2 * cfg.heartbeat} s)",
-                     cfg.progress)
-                waited_msg = True
-            time.sleep(poll)
-            optuna.storages.fail_stale_trials(study)
+            waited_msg = st.wait_for_workers(study, len(running), cfg.heartbeat, cfg.progress,
+                                             waited_msg)
     finally:
         bar.close()
 

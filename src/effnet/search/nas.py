@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 
 from ..arch.spec import NetSpec
-from ..errors import UserError, error_line
+from ..errors import UserError
 from . import study as st
 from .compound import prepare_base
 from .proxy import Proxy, train_spec
@@ -209,13 +209,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
         raise UserError(f"{splits.name}: a search needs at least 2 classes (found {n_classes})")
     out.mkdir(parents=True, exist_ok=True)
     name = cfg.study or f"nas-{cfg.space}-{base.name}"
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        study = optuna.create_study(study_name=name, storage=storage,
-                                    sampler=_sampler(cfg.sampler, cfg.proxy.seed),
-                                    direction="maximize", load_if_exists=True)
-    except Exception as e:
-        raise UserError(f"cannot open study {name!r} in {url}: {error_line(e)}") from None
+    study = st.open_study(name, storage, url, _sampler(cfg.sampler, cfg.proxy.seed))
     st.check_config(study, _config_record(cfg, base))
 
     threads = torch.get_num_threads()  # the trainer changes it; every timing uses this count
@@ -265,13 +259,8 @@ def run_nas(cfg: NasConfig) -> NasResult:
             if len(census["failed"]) >= cfg.trials + 3:
                 break  # the candidates keep failing: report it below instead of sampling forever
             if len(census["done"]) + len(census["running"]) >= cfg.trials and not census["waiting"]:
-                if not waited_msg:
-                    st.say(f"effnet search: waiting for {len(census['running'])} trial(s) running in "
-                         f"other workers (a dead worker's trial is retried after "
-                         f"{2 * cfg.heartbeat} s)", cfg.progress)
-                    waited_msg = True
-                time.sleep(min(cfg.heartbeat, 10))
-                optuna.storages.fail_stale_trials(study)
+                waited_msg = st.wait_for_workers(study, len(census["running"]), cfg.heartbeat,
+                                                 cfg.progress, waited_msg)
                 continue
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
     finally:

@@ -56,6 +56,28 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     return storage
 
 
+def open_study(name: str, storage, url: str, sampler) -> optuna.Study:
+    """Create the study or join it (other workers, a restart); one-line errors."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own one-line messages instead
+    try:
+        return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                   direction="maximize", load_if_exists=True)
+    except Exception as e:
+        raise UserError(f"cannot open study {name!r} in {public_url(url)}: {error_line(e)}") from None
+
+
+def wait_for_workers(study: optuna.Study, running: int, heartbeat: int, progress: bool,
+                     said: bool) -> bool:
+    """Sleep one poll while trials run in other workers, then fail the stale ones (a killed
+    worker's); says why once. Returns True: the message has been said."""
+    if not said:
+        say(f"effnet search: waiting for {running} trial(s) running in other workers (a dead "
+            f"worker's trial is retried after {2 * heartbeat} s)", progress)
+    time.sleep(min(heartbeat, 10))
+    optuna.storages.fail_stale_trials(study)
+    return True
+
+
 def public_url(url: str) -> str:
     """The storage URL without its password (printed, and written into best.json)."""
     try:
