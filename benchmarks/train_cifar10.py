@@ -4,14 +4,18 @@ network train as well and as fast as timm's?
     .venv/bin/python benchmarks/train_cifar10.py [--seeds 3] [--epochs 6]
 
 The network: B0 scaled by width x depth multipliers (default 0.5 x 0.25: 423,098 parameters, 7
-blocks, one per stage; full B0 at 32 px trains ~150 img/s on one core, too slow to learn within
-the budget; 0.5 x 0.5, 10 blocks, reached 34 % top-1 in 4 epochs where this one reaches more),
-built by each library: effnet's `arch.scaling.scale` of the B0 spec and timm's
-`_gen_efficientnet("efficientnet_b0", channel_multiplier=W, depth_multiplier=D)` (both round
-depth up). Before training the script asserts that it is one network: equal parameter counts;
-timm's weights loaded into effnet's model (effnet.weights) give the same logits in eval mode, and
-in train mode with dropout and stochastic depth on under one seed (the same masks); equal
-BatchNorm eps/momentum.
+blocks, one per stage), built by each library: effnet's `arch.scaling.scale` of the B0 spec and
+timm's `_gen_efficientnet("efficientnet_b0", channel_multiplier=W, depth_multiplier=D)` (both
+round depth up). Before training the script asserts that it is one network: equal parameter
+counts; timm's weights loaded into effnet's model (effnet.weights) give the same logits in eval
+mode, and in train mode with dropout and stochastic depth on under one seed (the same masks);
+equal BatchNorm eps/momentum.
+
+Calibration (timm arm alone, 1 seed, 1 thread on a loaded machine): full B0 at 32 px (146 img/s
+in this benchmark's previous version) is too slow to learn within the budget; 0.5 x 0.5 (10
+blocks, ~240 img/s) reached 33.9 % top-1 and train loss 1.71 after 4 epochs; 0.5 x 0.25 (~350
+img/s) 41.5 % and 1.56 after 6 epochs in about the same time (lr 6e-3 instead of 3e-3: 36.7 %
+against 38.5 % after 3 of 6 epochs).
 
 Data: ../shared/data/cifar10-jpeg.tar.gz, the first N images per class of train and test
 (default 500 and 100: 5,000 / 1,000), at 32 px. Each epoch's augmented batches (effnet.data's
@@ -20,9 +24,10 @@ arm. One training loop for all arms: effnet.train's AdamW (decoupled weight deca
 BN) with a cosine schedule after half an epoch of warmup, cross-entropy without label smoothing,
 no dropout or stochastic depth (a short run learns best without them). The classifier starts at
 zero in every arm (`--head-init zero`): both libraries' TF init, uniform +-1/sqrt(classes), gives
-10-class logits a spread of several units, a first-epoch loss of ~3.4 (ln 10 = 2.3) and ~10
-points less top-1 after a short run; `--head-init library` keeps it. Models and inputs are
-channels_last in every arm (effnet's CPU default; timm's model is converted).
+10-class logits a spread of several units and a first-epoch loss of ~3.4 (ln 10 = 2.3); with it,
+0.5 x 0.5 had 26.0 % top-1 after 4 of 5 epochs, against 33.9 % after 4 with a zero head
+(1 seed each). `--head-init library` keeps it. Models and inputs are channels_last in every arm
+(effnet's CPU default; timm's model is converted).
 
 Arms: `effnet` and `timm`, each with its own initialisation from the seed (both libraries draw
 from the same TF initialisers, in another order). `--arms effnet,timm,effnet-timm-init` adds
