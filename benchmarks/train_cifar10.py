@@ -65,7 +65,6 @@ from effnet.data import Transformed, eval_transform, load_data, train_transform
 from effnet.nn.model import EfficientNet
 from effnet.train.optim import build_optimizer, build_schedule, set_lr
 from effnet.train.recipe import Recipe
-from effnet.train.runtime import cpu_threads
 from effnet.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drop", type=float, default=0.0, help="dropout and stochastic depth")
     p.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of: " + ", ".join(ARMS))
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps per arm, on a copy")
-    p.add_argument("--threads", type=int, default=None, help="default: effnet's cpu_threads()")
+    p.add_argument("--threads", type=int, default=None, help="default: torch's (OMP_NUM_THREADS or the cores)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
@@ -204,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     header = stamp(f"{env}.venv/bin/python benchmarks/train_cifar10.py"  # the commit that runs
                    + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)))
-    torch.set_num_threads(cpu_threads(args.threads))
+    if args.threads:  # else torch's default: OMP_NUM_THREADS or the cores, as effnet's trainer
+        torch.set_num_threads(args.threads)
     wall = time.perf_counter()
     same = check_same_network(args.width, args.depth)
     print(f"one network: {same['params']:,} params, {same['blocks']} blocks, BN eps/momentum "
