@@ -78,7 +78,7 @@ def mean_std(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
 
 
-def verdict(a: list[float], b: list[float]) -> str:
+def verdict(a: list[float], b: list[float], unit: str = "points") -> str:
     """a vs b, seed-paired: a verdict only when the mean difference exceeds the paired spread."""
     import statistics
 
@@ -86,8 +86,8 @@ def verdict(a: list[float], b: list[float]) -> str:
     mean = statistics.mean(diff)
     spread = statistics.stdev(diff) if len(diff) > 1 else float("inf")
     if abs(mean) > spread:
-        return f"{'higher' if mean > 0 else 'lower'} by {mean:+.2f} points (paired spread {spread:.2f})"
-    return f"{mean:+.2f} points, within the paired spread {spread:.2f}: no verdict"
+        return f"{'higher' if mean > 0 else 'lower'} by {mean:+.2f} {unit} (paired spread {spread:.2f})"
+    return f"{mean:+.2f} {unit}, within the paired spread {spread:.2f}: no verdict"
 
 
 def write_section(path: Path, name: str, body: str) -> None:

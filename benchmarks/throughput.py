@@ -16,10 +16,7 @@ The results replace the `throughput` section of BENCHMARKS.md (`--no-write` to s
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
-import re
 import shlex
 import statistics
 import sys
@@ -30,7 +27,7 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
-from _bench import write_section
+from _bench import stamp, write_section
 
 import effnet
 from effnet.tools.fuse import fuse_conv_bn
@@ -107,20 +104,11 @@ def time_interleaved(runners: dict[str, Runner], mode: str, warmup: int, rounds:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
-    parts = [f"CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}"]
-    if device.type == "cuda":
-        parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    parts.append(f"torch {torch.__version__}, timm {timm.__version__}, torchvision {torchvision.__version__}, "
-                 f"Python {platform.python_version()}")
-    return "; ".join(parts)
+def versions(device: torch.device) -> str:
+    """What _bench.stamp's machine line leaves out: the GPU and the libraries' versions."""
+    gpu = f"GPU: {torch.cuda.get_device_name(device)}; " if device.type == "cuda" else ""
+    return (f"{gpu}torch {torch.__version__}, timm {timm.__version__}, "
+            f"torchvision {torchvision.__version__}; torch threads {torch.get_num_threads()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     libs = args.libs.split(",")
     fused = not args.no_fused and "effnet" in libs
-    started = dt.datetime.now(dt.UTC)
+    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    stamped = stamp((env + ".venv/bin/python benchmarks/throughput.py "  # the commit that runs
+                    + shlex.join(sys.argv[1:] if argv is None else argv)).strip())
+    started = time.perf_counter()
     load_before = os.getloadavg()[0]
     rows = []
     for key in args.models.split(","):
@@ -188,11 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                       + "  ".join(f"{k} {v:8.1f}" for k, v in ips.items()) + f"  ratio {ratio:.2f}",
                       flush=True)
             del runners
-    elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    elapsed = time.perf_counter() - started
     load_after = os.getloadavg()[0]
 
-    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    command = env + ".venv/bin/python benchmarks/throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     precision = "bf16 autocast" if amp else "fp32"
     cols = libs + ([FUSED] if fused else [])
     header = "| model | size | batch | mode | format | " + " | ".join(f"{c} img/s" for c in cols) \
@@ -200,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Throughput: effnet vs timm vs torchvision",
         "",
-        f"Command: `{command.strip()}`  ",
-        f"Machine: {machine(device)}  ",
-        f"Device: {device.type}, {precision}; date {started:%Y-%m-%d %H:%M} UTC; "
-        f"run took {elapsed / 60:.1f} min; 1-min load average {load_before:.1f} before, "
+        stamped,
+        "",
+        f"{versions(device)}; device {device.type}, {precision}; run took {elapsed / 60:.1f} min; "
+        f"1-min load average {load_before:.1f} before, "
         f"{load_after:.1f} after (other jobs on the machine slow every peer and add noise)",
         "",
         f"Method: median images/s of {args.rounds} interleaved rounds (A B C A B C ...) of {args.iters} "
