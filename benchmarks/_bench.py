@@ -58,7 +58,8 @@ def machine() -> str:
 
 def stamp(command: str) -> str:
     """The line every section starts with: git commit (marked when the tree has uncommitted
-    changes under src/ or benchmarks/, whose numbers no commit reproduces), command, machine, date."""
+    changes under src/ or benchmarks/ other than results, whose numbers no commit reproduces),
+    command, machine, date."""
     import datetime as dt
     import subprocess
 
@@ -66,7 +67,8 @@ def stamp(command: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "src", "benchmarks"):
+    # benchmarks/results is what the scripts write: one script's output must not mark the next one's run
+    if git("status", "--porcelain", "--", "src", "benchmarks", ":!benchmarks/results"):
         commit += " + uncommitted changes (not reproducible from a commit)"
     return (f"Commit `{commit}`; command `{command}`; {machine()}; "
             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.")
