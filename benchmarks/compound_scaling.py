@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                    "2x2 and resolution scaling gets within ~13 % of the ratio; at 32 px the next size up, "
                    "33, already costs 2.2x and compound scaling collapses onto it)")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-per-class", type=int, default=300)
+    p.add_argument("--train-per-class", type=int, default=270)
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-3)
