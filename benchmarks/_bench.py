@@ -58,7 +58,8 @@ def machine() -> str:
 
 def stamp(command: str) -> str:
     """The line every section starts with: git commit (marked when the tree has uncommitted
-    changes under src/ or benchmarks/, whose numbers no commit reproduces), command, machine, date."""
+    changes under src/ or benchmarks/ other than results, whose numbers no commit reproduces),
+    command, machine, date."""
     import datetime as dt
     import subprocess
 
@@ -66,7 +67,8 @@ def stamp(command: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "src", "benchmarks"):
+    # benchmarks/results is what the scripts write: one script's output must not mark the next one's run
+    if git("status", "--porcelain", "--", "src", "benchmarks", ":!benchmarks/results"):
         commit += " + uncommitted changes (not reproducible from a commit)"
     return (f"Commit `{commit}`; command `{command}`; {machine()}; "
             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.")
@@ -103,3 +105,38 @@ def write_section(path: Path, name: str, body: str) -> None:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _train_logged(recipe, opts) -> dict:
+    """effnet.train with its report in RUN.log beside the run directory (the bench prints its own)."""
+    import contextlib
+
+    from effnet.train import train
+
+    log = Path(opts.output).with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return train(recipe, opts)
+
+
+def train_runs(runs: list, workers: int, on_done=None) -> list[dict]:
+    """The trainer's summary of each (recipe, RunOptions) pair, in order; `on_done(i, summary)` as
+    each ends. With workers > 1 they run in that many processes, started in list order, so an
+    interleaved list (for seed: for arm:) stays interleaved in time and every arm meets the same load."""
+    done = on_done or (lambda i, s: None)
+    if workers <= 1:
+        out = []
+        for i, (r, o) in enumerate(runs):
+            out.append(_train_logged(r, o))
+            done(i, out[-1])
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_logged, r, o): i for i, (r, o) in enumerate(runs)}
+        out = {}
+        for f in as_completed(futures):
+            out[futures[f]] = f.result()
+            done(futures[f], out[futures[f]])
+    return [out[i] for i in range(len(runs))]
