@@ -8,8 +8,8 @@ scaled to `--ratio` x its measured MACs by depth only, width only, resolution on
 compound rule (alpha, beta, gamma = 1.2, 1.1, 1.15, or
 `--coeffs` from a search), each multiplier solved by bisection on `count_macs`
 (effnet.search.experiment.matched). The baseline and the four scaled networks then train with one
-recipe (`quick` with the overrides below) through `effnet.train` on a class-balanced CIFAR-10
-subset, `--seeds` times, seed-major (for seed: for network:) so load drift on a shared machine
+recipe (`short`: a few epochs on a few thousand images) through `effnet.train` on a class-balanced
+CIFAR-10 subset, `--seeds` times, seed-major (for seed: for network:) so load drift on a shared machine
 hits every arm alike; `--workers` processes of one thread each take the runs in that order.
 
 Data: ../shared/data/cifar10-jpeg.tar.gz (the JPEG re-encoding; see its README), extracted once,
@@ -78,12 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     coeffs = read_coeffs(args.coeffs) if args.coeffs else (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
     t0 = time.perf_counter()
     data = str(extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class))
-    # Little regularization and a short warm-up: a few epochs on a few thousand images are far
-    # from overfitting, and the quick recipe's dropout / stochastic depth only slow learning here.
-    # No EMA: over a few hundred steps it tracks the raw weights, and its evaluation costs time.
-    changes = {"lr": args.lr, "batch_size": args.batch_size, "warmup_epochs": 0.3, "dropout": 0.0,
-               "drop_path": 0.0, "hflip": True, "ema_decay": 0.0}
-    proxy = Proxy(recipe="quick", epochs=args.epochs, data=data)
+    # the `short` recipe: learns fast in a few epochs (zero head, short warm-up, no EMA / drop path)
+    changes = {"lr": args.lr, "batch_size": args.batch_size}
+    proxy = Proxy(recipe="short", epochs=args.epochs, data=data)
     base = prepare_base(args.base, args.base_phi, args.size, proxy)
     counter = MacCounter(num_classes=10)
     points = [Scaled("baseline", 1.0, base, args.size, counter(base, args.size), 1.0, 1.0)]
@@ -159,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Base: {args.base} shrunk by phi={args.base_phi:g} at {args.size} px. Data: CIFAR-10 "
         f"(JPEG copy), {args.train_per_class} train / {args.val_per_class} val images per class (val "
         f"from the official test split), upsampled to each network's resolution. Every network "
-        f"trains with the `quick` recipe changed to lr {args.lr:g}, batch {args.batch_size}, "
-        f"warm-up 0.3 epoch, no dropout, stochastic depth or EMA, random flips, for {args.epochs} epochs, "
+        f"trains with the `short` recipe (zero head, 0.3-epoch warm-up, no dropout, stochastic depth or "
+        f"EMA, random flips) at lr {args.lr:g}, batch {args.batch_size}, for {args.epochs} epochs, "
         f"seeds 0-{args.seeds - 1} interleaved (seed-major), {args.workers} process(es) of 1 thread; "
         f"{elapsed / 60:.1f} min in all. Compound uses alpha, beta, gamma = {coeffs[0]:g}, "
         f"{coeffs[1]:g}, {coeffs[2]:g}. Each multiplier is solved by bisection on measured MACs "

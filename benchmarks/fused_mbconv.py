@@ -3,14 +3,14 @@
     .venv/bin/python benchmarks/fused_mbconv.py [--bases b0,b4] [--seeds 3] [--epochs 4]
 
 Networks: EfficientNet-B0 and B4 shrunk by the paper's compound rule (`--phi`, default -4, the
-`quick` recipe's B0) so they train in seconds, with their MBConv stages 1-3, 1-5, all (1-7) or none
+`short` recipe's B0) so they train in seconds, with their MBConv stages 1-3, 1-5, all (1-7) or none
 replaced by Fused-MBConv (paper numbering counts the stem as stage 0: "stage 1-3" = the first three
 MBConv stages). A fused block keeps its row's kernel, stride, expansion, width, layers and SE ratio
 (SE sits on the expanded conv's output, as in P2 Fig. 2); an e=1 fused block is one k x k conv.
 
 Measured: params and MACs at `--size` px (count_macs), train img/s (median step time of forward,
 cross-entropy, backward and an SGD update at batch `--batch`, `--threads` threads, profile()),
-and val top-1 after the same short training (effnet.train, `quick` recipe, `--epochs`) on a
+and val top-1 after the same short training (effnet.train, `short` recipe, `--epochs`) on a
 class-balanced CIFAR-10 subset from ../shared/data, several seeds: mean +- std.
 
 The results replace the `fused_mbconv` section of BENCHMARKS.md (`--no-write` to skip).
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 spec, m = specs[label], speed[label]
                 accs[label] = []
                 for seed in range(args.seeds):
-                    proxy = Proxy(epochs=args.epochs, data=str(data), seed=seed,
+                    proxy = Proxy(recipe="short", epochs=args.epochs, data=str(data), seed=seed,
                                   workers=0)
                     s = train_spec(spec, args.size, proxy, Path(tmp) / f"{b}-{n}-{seed}")
                     accs[label].append(float(s["best"]["top1"]))
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Bases: V1 {', '.join(args.bases.split(','))} shrunk by phi={args.phi:g} at {args.size} px. "
         f"CIFAR-10 subset: {args.train_per_class * 10} train / {args.val_per_class * 10} test "
-        f"images, `quick` recipe, {args.epochs} epochs, {args.seeds} seeds; img/s: one train step "
+        f"images, `short` recipe, {args.epochs} epochs, {args.seeds} seeds; img/s: one train step "
         f"(forward, loss, backward, SGD) at batch {args.batch}, {args.threads} thread(s): the median "
         f"of 5 rounds over the variants in turn (median of 5 steps each), on a CPU shared with "
         f"other jobs.",

@@ -8,7 +8,7 @@ scaled (phi) to the same measured train-step time, trained with the same budget.
    `--proxy-images` images, scored by A * S^-0.07 * P^-0.05.
 2. B0 compound-scaled by the phi (a scan, step 0.25) whose measured train-step time is closest
    to the best candidate's (same batch, size and threads; both timed back to back).
-3. Both trained from scratch with the `quick` recipe for `--epochs` on the whole train subset,
+3. Both trained from scratch with the `short` recipe for `--epochs` on the whole train subset,
    `--seeds` seeds each, and evaluated on the test subset: mean +- std, a seed-paired verdict
    only when the difference exceeds the spread.
 
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     data = extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        proxy = Proxy(epochs=args.proxy_epochs, data=str(data), train_subset=args.proxy_images,
+        proxy = Proxy(recipe="short", epochs=args.proxy_epochs, data=str(data),
+                      train_subset=args.proxy_images,
                       workers=0)
         res = run_nas(NasConfig(space="b0", base="efficientnet_b0", base_phi=args.base_phi,
                                 base_size=args.size, proxy=proxy, trials=args.trials,
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         accs: dict[str, list[float]] = {k: [] for k in contenders}
         for seed in range(args.seeds):
             for name, spec in contenders.items():
-                full = Proxy(epochs=args.epochs, data=str(data), seed=seed, workers=0)
+                full = Proxy(recipe="short", epochs=args.epochs, data=str(data), seed=seed, workers=0)
                 s = train_spec(spec, args.size, full, Path(tmp) / f"{name}-{seed}".replace(" ", "_"))
                 accs[name].append(float(s["best"]["top1"]))
                 print(f"seed {seed} {name}: top-1 {accs[name][-1]:.2f}", flush=True)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *nas_rows,
         "",
-        f"Equal budget: `quick` recipe, {args.epochs} epochs on {args.train_per_class * 10} train "
+        f"Equal budget: `short` recipe, {args.epochs} epochs on {args.train_per_class * 10} train "
         f"images, {args.val_per_class * 10} test images, {args.seeds} seeds.",
         "",
         *rows,

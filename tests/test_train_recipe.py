@@ -80,3 +80,33 @@ def test_config_file_round_trip(tmp_path):
     (tmp_path / "bad.yaml").write_text("lr: [unclosed\n")
     with pytest.raises(UserError, match="cannot parse"):
         read_config(tmp_path / "bad.yaml")
+
+
+def test_head_init_scale_scales_a_new_head_and_keeps_a_loaded_one(tmp_path):
+    import math
+
+    import torch
+
+    from effnet.train.network import build_model
+    from effnet.weights import save_weights
+
+    short = get_recipe("short")
+    assert short.head_init_scale == 0.0
+    quick = get_recipe("quick")
+    model = build_model(quick, num_classes=10)
+    bound = 1 / math.sqrt(10)  # the papers' init: uniform +-1/sqrt(classes)
+    assert model.classifier.weight.abs().max() <= bound and model.classifier.weight.abs().max() > bound / 2
+    assert torch.count_nonzero(build_model(short, num_classes=10).classifier.weight) == 0
+    half = build_model(override(quick, {"head_init_scale": 0.5}), num_classes=10)
+    assert 0 < half.classifier.weight.abs().max() <= bound / 2
+    # a head loaded from weights of the same class count is the loaded one, not scaled
+    path = tmp_path / "w.safetensors"
+    save_weights(model, path)
+    loaded = build_model(short, num_classes=10, weights=str(path))
+    torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)
+    # --adapt to another class count starts a new head: scaled
+    adapted = build_model(short, num_classes=4, weights=str(path), adapt=True)
+    assert adapted.classifier.weight.shape[0] == 4
+    assert torch.count_nonzero(adapted.classifier.weight) == 0
+    with pytest.raises(UserError, match="head_init_scale"):
+        override(quick, {"head_init_scale": -1.0})

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+from torch import nn
+
 from ..arch.scaling import scale, scale_compound
 from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
@@ -63,8 +66,14 @@ def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
     config = model_config(recipe.model, num_classes=num_classes, bn_eps=bn_eps,
                           bn_momentum=recipe.bn_momentum).with_(spec=spec)
     model = EfficientNet.from_config(config)
+    initial_head = model.classifier
     if weights is not None:
         from ..weights import load_weights
 
         load_weights(model, weights, adapt=adapt)
+    # a loaded head is kept; a new one (no weights, or --adapt to another class count) is scaled
+    fresh_head = weights is None or model.classifier is not initial_head
+    if recipe.head_init_scale != 1.0 and fresh_head and isinstance(model.classifier, nn.Linear):
+        with torch.no_grad():
+            model.classifier.weight.mul_(recipe.head_init_scale)
     return model
