@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="base resolution (48: CIFAR upsampled 1.5x, so the stride-32 net ends at "
                    "2x2 and resolution scaling gets within ~13 % of the ratio; at 32 px the next size up, "
                    "33, already costs 2.2x and compound scaling collapses onto it)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-per-class", type=int, default=270)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-per-class", type=int, default=250)
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-3)
