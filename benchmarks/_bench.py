@@ -94,7 +94,16 @@ def verdict(a: list[float], b: list[float], unit: str = "points") -> str:
 
 def write_section(path: Path, name: str, body: str) -> None:
     """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically."""
+    import fcntl
+
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    # scripts run side by side each rewrite the whole file: one at a time, or a section is lost
+    with open(path.with_suffix(".md.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _replace_section(path, begin, end, body)
+
+
+def _replace_section(path: Path, begin: str, end: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
     section = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text and end in text:

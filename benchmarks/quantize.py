@@ -33,7 +33,7 @@ from effnet.tools.quantize import calibration_batches, compile_int8, find_images
 from effnet.train.distributed import World
 from effnet.train.evaluate import eval_loader, evaluate
 from effnet.train.recipe import get_recipe, override
-from effnet.train.trainer import RunOptions, train
+from effnet.train import RunOptions, train
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantize"
 # parts kept in float per variant; "se" only exists in B0 (Lite has no squeeze-excite)
@@ -84,16 +84,17 @@ def latency_ms(model, size: int, batch: int, reps: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=100)
-    p.add_argument("--calib-images", type=int, default=128)
+    p.add_argument("--train-per-class", type=int, default=100)
+    p.add_argument("--val-per-class", type=int, default=50)
+    p.add_argument("--calib-images", type=int, default=64)
     p.add_argument("--seeds", type=int, default=2, help="calibration samples per variant")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training and timing")
-    p.add_argument("--reps", type=int, default=10, help="timed runs per latency (median)")
-    p.add_argument("--models", default="lite0,b0")
+    p.add_argument("--reps", type=int, default=5, help="timed runs per latency (median)")
+    p.add_argument("--models", default="lite0",
+                   help="lite0 (published weights), b0 (random init: no B0 weights here)")
     p.add_argument("--no-fp32-inductor", action="store_true",
                    help="time fp32 eager only (saves two compilations per model)")
     p.add_argument("--cache", type=Path, default=Path("/tmp") / "effnet-bench")
