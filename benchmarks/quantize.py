@@ -30,10 +30,10 @@ from effnet.inference import load_for_inference
 from effnet.nn.layers import SqueezeExcite
 from effnet.tools.export import prepare
 from effnet.tools.quantize import calibration_batches, compile_int8, find_images, quantize_int8
+from effnet.train import RunOptions, train
 from effnet.train.distributed import World
 from effnet.train.evaluate import eval_loader, evaluate
 from effnet.train.recipe import get_recipe, override
-from effnet.train import RunOptions, train
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantize"
 # parts kept in float per variant; "se" only exists in B0 (Lite has no squeeze-excite)
