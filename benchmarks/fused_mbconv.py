@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     accs[label].append(float(s["best"]["top1"]))
                     if label == "none":
                         losses.append(float(s["final"]["train_loss"]))
-            notes.append(f"B{b[1:]} unfused baseline learned: final train loss {mean_std(losses)} "
+            notes.append(f"B{b[1:]} unfused baseline: final train loss {mean_std(losses)} "
                          f"against ln 10 = 2.30 (a uniform guess), top-1 {mean_std(accs['none'])} % "
                          f"against 10 % chance")
             for label in VARIANTS:
