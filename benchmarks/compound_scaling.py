@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(`count_macs`); the MACs-ratio column shows how close rounding let it get. top-1: the best "
         f"epoch's val top-1, mean +- std over seeds.",
         "",
-        f"The baseline learned: final train loss {mean_std(loss[0])} against {uniform:.2f} (ln 10, "
+        f"Did the baseline learn? Final train loss {mean_std(loss[0])} against {uniform:.2f} (ln 10, "
         f"a uniform guess), val top-1 {mean_std(top1[0])} % against {chance:.0f} % chance.",
         "",
         *table,

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(train s is measured while the other process trains too); {total / 60:.1f} min in all. "
         f"top-1: val top-1 after the last epoch, mean +- std over seeds.",
         "",
-        f"The fixed-size baseline (a) learned: final train loss {mean_std(a['loss'])} against "
+        f"Did the fixed-size baseline (a) learn? Final train loss {mean_std(a['loss'])} against "
         f"{math.log(10):.2f} (ln 10, a uniform guess), val top-1 {mean_std(a['top1'])} % against 10 % chance.",
         "",
         *table,
