@@ -65,3 +65,14 @@ def evaluate(model: nn.Module, loader: DataLoader, world: World, amp: str = "non
     return {"loss": float(totals[0]) / n, "top1": 100.0 * float(totals[1]) / n,
             "top5": 100.0 * float(totals[2]) / n, "images": int(totals[3])}
 
+
+def evaluate_run(model: nn.Module, ema: nn.Module | None, loader: DataLoader, world: World,
+                 amp: str = "none", channels_last: bool = False) -> tuple[dict, float, str]:
+    """(metrics row of the model and its EMA, the better top-1, "model" or "ema": whose)."""
+    val = evaluate(model, loader, world, amp, channels_last)
+    row = {"val_loss": val["loss"], "top1": val["top1"], "top5": val["top5"]}
+    if ema is None:
+        return row, val["top1"], "model"
+    ev = evaluate(ema, loader, world, amp, channels_last)
+    row.update(ema_val_loss=ev["loss"], ema_top1=ev["top1"], ema_top5=ev["top5"])
+    return (row, *((ev["top1"], "ema") if ev["top1"] > val["top1"] else (val["top1"], "model")))
