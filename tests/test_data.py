@@ -348,7 +348,7 @@ def test_transformed_transform_is_swappable():
 
 
 def test_batch_mixer_off_is_none():
-    assert batch_mixer(10) is None and batch_mixer(10, 0.0, 0.0, 0.1) is None
+    assert batch_mixer(10) is None and batch_mixer(10, 0.0, 0.0) is None
     with pytest.raises(UserError):
         batch_mixer(10, -1.0)
 
@@ -361,8 +361,6 @@ def test_mixup_targets_and_images():
     lam = float(t[0, 0])
     assert torch.allclose(xm, lam * x + (1 - lam) * x.roll(1, 0), atol=1e-6)
     assert torch.allclose(t[torch.arange(6), y.roll(1)], torch.full((6,), 1 - lam))
-    _, ts = batch_mixer(7, mixup_alpha=0.4, label_smoothing=0.1)(x, y)
-    assert torch.allclose(ts.sum(1), torch.ones(6)) and ts.min() >= 0.1 / 7 - 1e-7
 
 
 def test_cutmix_label_weight_is_pasted_area():
@@ -372,7 +370,7 @@ def test_cutmix_label_weight_is_pasted_area():
         xm, t = batch_mixer(4, cutmix_alpha=1.0)(x, y)
         pasted = (xm != x).any(1).float().mean((1, 2))  # fraction of pixels from the partner
         assert torch.allclose(t[torch.arange(4), y.roll(1)], pasted, atol=1e-6)
-    both = batch_mixer(4, 0.2, 1.0, 0.1)
+    both = batch_mixer(4, 0.2, 1.0)
     for _ in range(4):
         _, t = both(x, y)
         assert t.shape == (4, 4) and torch.allclose(t.sum(1), torch.ones(4))

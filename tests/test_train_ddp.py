@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from effnet.train.trainer import _state_hash
+from effnet.train.checkpoint import state_hash as _state_hash
 
 
 @pytest.mark.slow

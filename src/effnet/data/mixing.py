@@ -12,16 +12,15 @@ from ..errors import UserError
 class BatchMixer:
     """(images float (B, C, H, W), labels int (B,)) -> (mixed images, soft targets (B, K)).
 
-    Label smoothing is folded into the targets, so the loss is plain soft-target cross-entropy.
-    torchvision's versions differ from the papers' TF code (SPEC F.3): one lambda per batch rather
-    than per example, lambda is not folded to max(lambda, 1 - lambda), the partner is the batch
-    rolled by one rather than reversed, and with both alphas > 0 each batch gets one of the two at
-    random rather than mixup on its first half and CutMix on its second."""
+    Targets are the mixed one-hot labels; label smoothing belongs to the loss (train/step.py),
+    for mixed and plain batches alike. torchvision's versions differ from the papers' TF code
+    (SPEC F.3): one lambda per batch rather than per example, lambda is not folded to
+    max(lambda, 1 - lambda), the partner is the batch rolled by one rather than reversed, and with
+    both alphas > 0 each batch gets one of the two at random rather than mixup on its first half
+    and CutMix on its second."""
 
-    def __init__(self, num_classes: int, mixup_alpha: float, cutmix_alpha: float,
-                 label_smoothing: float):
+    def __init__(self, num_classes: int, mixup_alpha: float, cutmix_alpha: float):
         self.num_classes = num_classes
-        self.label_smoothing = label_smoothing
         ops = []
         if mixup_alpha > 0:
             ops.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
@@ -31,20 +30,17 @@ class BatchMixer:
 
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         images, targets = self.op(images, labels.long())
-        if self.label_smoothing > 0:
-            targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
         return torch.as_tensor(images), targets
 
     def __repr__(self) -> str:
-        return f"BatchMixer({self.op!r}, label_smoothing={self.label_smoothing})"
+        return f"BatchMixer({self.op!r})"
 
 
-def batch_mixer(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
-                label_smoothing: float = 0.0) -> BatchMixer | None:
-    """A BatchMixer, or None when both alphas are 0 (then integer labels go straight to the loss,
-    which applies any label smoothing itself)."""
+def batch_mixer(num_classes: int, mixup_alpha: float = 0.0,
+                cutmix_alpha: float = 0.0) -> BatchMixer | None:
+    """A BatchMixer, or None when both alphas are 0 (then integer labels go straight to the loss)."""
     if mixup_alpha < 0 or cutmix_alpha < 0:
         raise UserError(f"mixup/cutmix alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
     if mixup_alpha == 0 and cutmix_alpha == 0:
         return None
-    return BatchMixer(num_classes, mixup_alpha, cutmix_alpha, label_smoothing)
+    return BatchMixer(num_classes, mixup_alpha, cutmix_alpha)

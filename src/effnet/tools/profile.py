@@ -29,9 +29,6 @@ from ..arch.scaling import MAX_RESOLUTION
 from ..arch.spec import NetSpec
 from ..errors import UserError
 
-_AMP = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-        "float16": torch.float16, "half": torch.float16}
-
 
 def _as_module(model_or_spec, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
     """A module as given, or a name / spec built on the meta device (no memory, no init cost)."""
@@ -157,9 +154,9 @@ def _median_seconds(fn: Callable[[], None], steps: int, warmup: int, sync: Calla
 def resolve_amp(amp_dtype) -> torch.dtype | None:
     if amp_dtype is None or isinstance(amp_dtype, torch.dtype):
         return amp_dtype
-    if str(amp_dtype).lower() in _AMP:
-        return _AMP[str(amp_dtype).lower()]
-    raise UserError(f"unknown autocast dtype {amp_dtype!r}; use one of {', '.join(_AMP)}")
+    from ..train.evaluate import amp_dtype as named
+
+    return named(str(amp_dtype))
 
 
 def _check_fits(dev: torch.device, input_bytes: int) -> None:

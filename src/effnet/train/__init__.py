@@ -5,7 +5,8 @@ from .network import build_model, make_spec
 from .optim import LRSchedule, RMSpropTF, build_optimizer, build_schedule, param_groups
 from .options import RunOptions
 from .recipe import PRESETS, Recipe, get_recipe, override
-from .trainer import Trainer, TrainingDiverged, train
+from .step import TrainingDiverged
+from .trainer import Trainer, train
 
 __all__ = [
     "PRESETS", "LRSchedule", "ModelEma", "RMSpropTF", "Recipe", "RunOptions", "Trainer",

@@ -12,6 +12,7 @@ the newest and the best checkpoint, so users can point `--weights` at them.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -127,6 +128,16 @@ def save_checkpoint(run_dir: Path, model: nn.Module, ema: nn.Module | None, stat
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def state_hash(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict, bytes and keys (ranks of a DDP run must agree)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                 if v.numel() else b"")
+    return h.hexdigest()
 
 
 # --- reading ----------------------------------------------------------------------------------

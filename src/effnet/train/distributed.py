@@ -103,3 +103,14 @@ def broadcast_object(obj, world: World):
 def barrier(world: World) -> None:
     if world.enabled:
         dist.barrier()
+
+
+def broadcast_buffers(modules, world: World) -> None:
+    """Every rank takes rank 0's buffers (BN statistics). DDP itself broadcasts them before each
+    forward, so rank 0's are the ones the next step would use."""
+    if not world.enabled:
+        return
+    for m in modules:
+        if m is not None:
+            for b in m.buffers():
+                dist.broadcast(b, src=0)

@@ -10,10 +10,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..errors import UserError
 from .distributed import World, all_sum
 from .metrics import topk_correct
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_ALIASES = {"fp32": "none", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}  # torch's names
+
+
+def amp_dtype(name: str) -> torch.dtype | None:
+    """The autocast dtype an AMP name (or its torch alias) stands for; None: full precision."""
+    key = AMP_ALIASES.get(name.lower(), name.lower())
+    if key not in AMP_DTYPES:
+        raise UserError(f"unknown autocast dtype {name!r}; use one of "
+                        f"{', '.join([*AMP_DTYPES, *AMP_ALIASES])}")
+    return AMP_DTYPES[key]
 
 
 def autocast(device: torch.device, amp: str):
@@ -53,3 +64,15 @@ def evaluate(model: nn.Module, loader: DataLoader, world: World, amp: str = "non
     n = max(1.0, float(totals[3]))
     return {"loss": float(totals[0]) / n, "top1": 100.0 * float(totals[1]) / n,
             "top5": 100.0 * float(totals[2]) / n, "images": int(totals[3])}
+
+
+def evaluate_run(model: nn.Module, ema: nn.Module | None, loader: DataLoader, world: World,
+                 amp: str = "none", channels_last: bool = False) -> tuple[dict, float, str]:
+    """(metrics row of the model and its EMA, the better top-1, "model" or "ema": whose)."""
+    val = evaluate(model, loader, world, amp, channels_last)
+    row = {"val_loss": val["loss"], "top1": val["top1"], "top5": val["top5"]}
+    if ema is None:
+        return row, val["top1"], "model"
+    ev = evaluate(ema, loader, world, amp, channels_last)
+    row.update(ema_val_loss=ev["loss"], ema_top1=ev["top1"], ema_top5=ev["top5"])
+    return (row, *((ev["top1"], "ema") if ev["top1"] > val["top1"] else (val["top1"], "model")))

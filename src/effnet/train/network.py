@@ -4,6 +4,10 @@ recipe's image sizes and regularisation written into its spec, and its initial w
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
 
 import torch
 from torch import nn
@@ -13,7 +17,10 @@ from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
 from ..models import model_config, resolve
 from ..nn.model import EfficientNet
+from .distributed import World
+from .options import RunOptions
 from .recipe import Recipe
+from .runtime import seed_all
 
 
 def make_spec(recipe: Recipe, preprocess: Preprocess | None = None) -> tuple[NetSpec, bool]:
@@ -76,4 +83,39 @@ def build_model(recipe: Recipe, num_classes: int, weights: str | None = None,
     if recipe.head_init_scale != 1.0 and fresh_head and isinstance(model.classifier, nn.Linear):
         with torch.no_grad():
             model.classifier.weight.mul_(recipe.head_init_scale)
+    return model
+
+
+def training_module(model: nn.Module, world: World, compile: bool) -> tuple[nn.Module | None, nn.Module]:
+    """(DDP wrapper or None, the module the training forward runs through). Call once the model
+    holds its starting weights: DDP broadcasts rank 0's when it wraps."""
+    ddp = None
+    if world.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp = DDP(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    train_model = ddp or model
+    return ddp, torch.compile(train_model) if compile else train_model
+
+
+def run_network(recipe: Recipe, opts: RunOptions, num_classes: int, world: World,
+                resume: tuple[Path, Path] | None = None) -> EfficientNet:
+    """The network a run trains, on its device and in its memory format: the recipe's with its
+    initial weights, or, resuming (run directory, checkpoint directory), the network that was
+    trained (its saved config, BN settings of its weights included) with the checkpoint's weights."""
+    from ..inference import RUN_SPEC_FILE
+    from ..models import load_config_file
+    from .checkpoint import MODEL_FILE, load_weights_into
+
+    seed_all(recipe.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+    if resume is not None:
+        model = EfficientNet.from_config(load_config_file(str(resume[0] / RUN_SPEC_FILE)))
+    else:
+        model = build_model(recipe, num_classes, weights=opts.weights, adapt=opts.adapt,
+                            pretrained=opts.pretrained)
+    model.to(world.device)
+    if opts.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if resume is not None:
+        load_weights_into(model, resume[1] / MODEL_FILE)
     return model

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .plan import Progress
 from .recipe import Recipe
 
 
@@ -130,6 +131,7 @@ class LRSchedule:
     decay_rate: float = 0.97
     decay_epochs: float = 2.4
     min_lr: float = 0.0  # cosine floor, fraction of peak
+    progress: Progress | None = None  # where the cosine is; None: step / total_steps (plan.py)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -138,7 +140,7 @@ class LRSchedule:
             decay_steps = self.steps_per_epoch * self.decay_epochs
             return self.peak * self.decay_rate ** math.floor(step / decay_steps)
         if self.kind == "cosine":
-            t = min(step / max(1, self.total_steps), 1.0)
+            t = (self.progress or Progress.of(self.total_steps))(step)
             floor = self.peak * self.min_lr
             return floor + (self.peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
         return self.peak
@@ -147,12 +149,13 @@ class LRSchedule:
         return [self(s) for s in range(self.total_steps)]
 
 
-def build_schedule(recipe: Recipe, peak: float, steps_per_epoch: int, total_steps: int) -> LRSchedule:
+def build_schedule(recipe: Recipe, peak: float, steps_per_epoch: int, total_steps: int,
+                   progress: Progress | None = None) -> LRSchedule:
     return LRSchedule(kind=recipe.sched, peak=peak, steps_per_epoch=steps_per_epoch,
                       total_steps=total_steps,
                       warmup_steps=int(recipe.warmup_epochs * steps_per_epoch),
                       decay_rate=recipe.decay_rate, decay_epochs=recipe.decay_epochs,
-                      min_lr=recipe.min_lr)
+                      min_lr=recipe.min_lr, progress=progress)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

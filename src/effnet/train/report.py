@@ -5,8 +5,10 @@ end the summary table, plots, samples and summary.json. Rank 0 only; nothing her
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,6 +16,7 @@ import torch
 from ..errors import UserError
 from ..fileio import atomic_write_bytes
 from ..inference import RUN_SPEC_FILE
+from .distributed import World, broadcast_object
 from .metrics import summary_table
 
 if TYPE_CHECKING:
@@ -21,6 +24,16 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
+
+
+def new_run_dir(output: str | None, model_name: str, world: World) -> Path:
+    """--output, or runs/<timestamp>-<model> (rank 0's clock); UserError when it holds anything."""
+    name = output or str(Path("runs") / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{model_name}"))
+    run_dir = Path(broadcast_object(name, world))
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(f"output directory {run_dir} already exists and is not empty; "
+                        f"use --resume {run_dir} to continue it, or another --output")
+    return run_dir
 
 
 def write_run_files(t: Trainer) -> None:
@@ -56,10 +69,37 @@ def print_header(t: Trainer) -> None:
     print(t.recipe.describe(), flush=True)
 
 
-def print_progress(epoch: int, epochs: int, batch: int, batches: int, loss: float, lr: float,
-                   img_per_s: float) -> None:
-    print(f"  epoch {epoch}/{epochs}  batch {batch}/{batches}  loss {loss:.4f}  lr {lr:.3g}  "
-          f"{img_per_s:.0f} img/s", flush=True)
+class EpochProgress:
+    """An epoch's progress: a bar on a terminal; in a redirected log a plain line every ~10 % of
+    the epoch instead of bar redraws. Reads the loss (a device sync) only when it shows it."""
+
+    def __init__(self, show: bool, epoch: int, epochs: int, done: int, batches: int,
+                 images_per_batch: int):
+        from tqdm import tqdm
+
+        self.show, self.epoch, self.epochs, self.batches = show, epoch, epochs, batches
+        self.done_at_start, self.images_per_batch = done, images_per_batch
+        self.bar = tqdm(total=batches, initial=done, disable=not (show and sys.stdout.isatty()),
+                        leave=False, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                        dynamic_ncols=True)
+        self.log_every = max(1, batches // 10) if show and self.bar.disable else 0
+
+    def batch_done(self) -> None:
+        self.bar.update(1)
+
+    def step_done(self, batch: int, step: int, last: bool, loss, lr: float, seconds: float) -> None:
+        line = self.log_every and batch % self.log_every == 0
+        if not self.show or not (step % 10 == 0 or last or line):
+            return
+        speed = (batch - self.done_at_start) * self.images_per_batch / max(1e-9, seconds)
+        if not self.log_every:
+            self.bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+        elif line and not last:
+            print(f"  epoch {self.epoch + 1}/{self.epochs}  batch {batch}/{self.batches}  loss "
+                  f"{loss.item():.4f}  lr {lr:.3g}  {speed:.0f} img/s", flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def print_epoch(row: dict, epochs: int) -> None:
@@ -67,6 +107,14 @@ def print_epoch(row: dict, epochs: int) -> None:
     print(f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
           f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}  {row['img_per_s']:.0f} img/s",
           flush=True)
+
+
+def summary(t: Trainer, rank_hashes: list[str]) -> dict:
+    s = t.state
+    return {"run_dir": str(t.run_dir), "model": t.spec.name, "recipe": t.recipe.name,
+            "epochs": s.epoch, "global_step": s.global_step, "world_size": t.world.size,
+            "global_batch": t.global_batch, "train_time_s": s.train_time, "best": s.best,
+            "final": s.history[-1] if s.history else {}, "rank_state_sha256": rank_hashes}
 
 
 def finish(t: Trainer, summary: dict) -> None:
@@ -79,13 +127,13 @@ def finish(t: Trainer, summary: dict) -> None:
         for i in range(min(t.opts.save_samples, len(t.val_raw))):
             image, label = t.val_raw[i]
             image.save(out / f"{i:03d}_{t.classes[label]}.png")
-    save_plots(t.run_dir, t.history, t.schedule.curve(), t.steps_per_epoch)
+    save_plots(t.run_dir, t.state.history, t.schedule.curve(), t.steps_per_epoch)
     atomic_write_bytes(t.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1).encode())
     print()
-    print(summary_table(t.history))
-    b = t.best
+    print(summary_table(t.state.history))
+    b = t.state.best
     print(f"\nbest top-1 {b['top1']:.2f} % at epoch {b['epoch']} ({b['weights']}); "
-          f"{t.train_time:.0f} s of training")
+          f"{t.state.train_time:.0f} s of training")
     files = ["best.safetensors", "last.safetensors"]
     if t.ema is not None:
         files[1:1] = ["best_ema.safetensors"]

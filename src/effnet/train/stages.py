@@ -1,18 +1,20 @@
 """Runs a progressive-learning schedule (`effnet.train.progressive`) inside the trainer.
 
-Stages are whole epochs: stage i of M covers epochs [floor(i*E/M), floor((i+1)*E/M)). Before each
-epoch the hook derives the stage from the epoch number alone, so a resumed run lands in the right
-stage with no extra state; on a stage change it rebuilds the train pipeline at the stage's image
-size, RandAugment magnitude and mixup/cutmix, and sets the model's (and EMA's) dropout. Weights,
-optimizer, LR schedule and EMA carry on over the global step. Each epoch's stage, and the dropout
-rate the model's dropout module actually holds, go to `RUN/progressive.csv`.
+Stages are whole epochs: stage i of M covers epochs [floor(i*E/M), floor((i+1)*E/M)), i.e. epoch e
+is in the first stage i with (e + 1) / E <= (i + 1) / M. Before each epoch the hook derives the
+stage from the fraction of the run's epochs done at the epoch's end (`Trainer.epoch_progress`),
+so a resumed run lands in the right stage, and one resumed with more epochs never goes back to an
+earlier stage: the stages left are spread over the epochs left (plan.py). On a stage change it
+rebuilds the train pipeline at the stage's image size, RandAugment magnitude and mixup/cutmix, and
+sets the model's (and EMA's) dropout. Weights, optimizer, LR schedule and EMA carry on over the
+global step. Each epoch's stage, and the dropout rate the model's dropout module actually holds,
+go to `RUN/progressive.csv`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Callable
 
 from ..fileio import atomic_write_bytes
@@ -22,12 +24,10 @@ STAGES_FILE = "progressive.csv"
 COLUMNS = ("epoch", "stage", "size", "randaug", "mixup", "cutmix", "dropout")
 
 
-def stage_of_epoch(stages: list[StageSetting], epoch: int, epochs: int) -> StageSetting:
+def stage_of_progress(stages: list[StageSetting], done: float) -> StageSetting:
+    """The stage of an epoch at whose end fraction `done` of the run's epochs is done."""
     m = len(stages)
-    for st in stages:
-        if epoch < math.floor((st.index + 1) * epochs / m):
-            return st
-    return stages[-1]
+    return next((st for st in stages if done <= (st.index + 1) / m), stages[-1])
 
 
 def progressive_hook(plan: ProgressivePlan) -> Callable:
@@ -35,7 +35,7 @@ def progressive_hook(plan: ProgressivePlan) -> Callable:
     current: dict[str, int | None] = {"stage": None}
 
     def on_epoch_start(trainer) -> None:
-        st = stage_of_epoch(stages, trainer.epoch, trainer.epochs)
+        st = stage_of_progress(stages, trainer.epoch_progress(trainer.epoch + 1))
         if current["stage"] != st.index:
             trainer.set_data_stage(st.size, st.randaug or None, st.mixup, st.cutmix)
             trainer.set_regularization(dropout=st.dropout)
