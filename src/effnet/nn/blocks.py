@@ -26,10 +26,16 @@ def block_kind(kind: str):
     return register
 
 
+def squeeze_excite(channels: int, in_ch: int, ratio: float, act: str) -> nn.Module:
+    """SE on `channels`, its squeeze width from the block's *input* channels (SPEC A.3); none at 0."""
+    return SqueezeExcite(channels, max(1, int(in_ch * ratio)), act) if ratio > 0 else nn.Identity()
+
+
 class ResidualBlock(nn.Module):
     """Shared tail: a residual add, with per-sample stochastic depth on the branch (SPEC A.6)."""
 
     kind: ClassVar[str]  # set by @block_kind
+    expansion_part: ClassVar[str | None] = None  # the module expansion 1 leaves out (an Identity)
     has_skip: bool
 
     @property
@@ -37,7 +43,9 @@ class ResidualBlock(nn.Module):
         """Which modules this block has, as weight files tell them apart: its kind, with a 1 appended
         (the papers' MBConv1) where expansion 1 leaves a conv out and libraries name the rest
         differently."""
-        return self.kind
+        left_out = self.expansion_part is not None and not isinstance(
+            getattr(self, self.expansion_part), ConvNormAct)
+        return f"{self.kind}1" if left_out else self.kind
 
     def set_drop_path(self, rate: float) -> None:
         self.drop_path = DropPath(rate) if (rate > 0 and self.has_skip) else nn.Identity()
@@ -53,6 +61,8 @@ class MBConv(ResidualBlock):
     The SE width comes from the block's *input* channels, not the expanded ones (SPEC A.3).
     """
 
+    expansion_part = "expand"
+
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
                  se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
                  tf_padding: bool = False, drop_path: float = 0.0):
@@ -62,13 +72,9 @@ class MBConv(ResidualBlock):
         self.expand = ConvNormAct(in_ch, mid, 1, act=act, norm=norm) if expand != 1 else nn.Identity()
         self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act, norm=norm,
                               tf_padding=tf_padding)
-        self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+        self.se = squeeze_excite(mid, in_ch, se, act)
         self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
         self.set_drop_path(drop_path)
-
-    @property
-    def layout(self) -> str:
-        return self.kind if isinstance(self.expand, ConvNormAct) else f"{self.kind}1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add_skip(self.project(self.se(self.dw(self.expand(x)))), x)
@@ -81,6 +87,8 @@ class FusedMBConv(ResidualBlock):
     With expansion 1 the single k x k conv maps straight to the output and keeps its activation;
     there is no 1x1 projection then (SPEC C.1).
     """
+
+    expansion_part = "project"
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
                  se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
@@ -95,13 +103,9 @@ class FusedMBConv(ResidualBlock):
             mid = int(round(in_ch * expand))
             self.conv = ConvNormAct(in_ch, mid, kernel, stride, act=act, norm=norm,
                                     tf_padding=tf_padding)
-            self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+            self.se = squeeze_excite(mid, in_ch, se, act)
             self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
         self.set_drop_path(drop_path)
-
-    @property
-    def layout(self) -> str:
-        return self.kind if isinstance(self.project, ConvNormAct) else f"{self.kind}1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add_skip(self.project(self.se(self.conv(x))), x)
@@ -123,7 +127,7 @@ class Bottleneck(ResidualBlock):
         self.has_skip = True  # the shortcut always exists; it is projected when shapes differ
         self.reduce = ConvNormAct(in_ch, mid, 1, act=act, norm=norm)
         self.conv = ConvNormAct(mid, mid, kernel, stride, act=act, norm=norm, tf_padding=tf_padding)
-        self.se = SqueezeExcite(mid, max(1, int(in_ch * se)), act) if se > 0 else nn.Identity()
+        self.se = squeeze_excite(mid, in_ch, se, act)
         self.project = ConvNormAct(mid, out_ch, 1, act=None, norm=norm)
         self.shortcut = (ConvNormAct(in_ch, out_ch, 1, stride, act=None, norm=norm)
                          if (stride != 1 or in_ch != out_ch) else nn.Identity())

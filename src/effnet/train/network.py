@@ -9,9 +9,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import torch
-from torch import nn
-
 from ..arch.scaling import scale, scale_compound
 from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
