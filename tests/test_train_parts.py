@@ -1,0 +1,72 @@
+"""The trainer's smaller parts, each on its own: the runtime context (train/runtime.py), the run
+options' resume rules (train/options.py) and the run report (train/report.py)."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from effnet.errors import UserError
+from effnet.train.distributed import World
+from effnet.train.options import RunOptions, resumable_options
+from effnet.train.report import EpochProgress, new_run_dir, print_epoch
+from effnet.train.runtime import RunRuntime, seed_all
+
+
+def test_runtime_sets_threads_and_determinism_and_restores_them():
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.benchmark)
+    want = 1 if before[0] != 1 else 2
+    with RunRuntime(torch.device("cpu"), threads=want, deterministic=not before[1]):
+        assert torch.get_num_threads() == want
+        assert torch.are_deterministic_algorithms_enabled() == (not before[1])
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.benchmark) == before
+    with pytest.raises(RuntimeError), RunRuntime(torch.device("cpu"), threads=want, deterministic=False):
+        raise RuntimeError("a failed run restores them too")
+    assert torch.get_num_threads() == before[0]
+
+
+def test_seed_all_repeats_the_draws():
+    seed_all(3)
+    a = (torch.rand(4), random.random(), float(np.random.rand()))
+    seed_all(3)
+    b = (torch.rand(4), random.random(), float(np.random.rand()))
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_resumable_options_are_the_runtime_ones_not_the_data_or_model():
+    names = set(resumable_options())
+    assert {"device", "amp", "threads", "workers", "progress", "ckpt_every_steps"} <= names
+    # these change what is trained: a resumed run must keep them
+    assert not names & {"data", "val_split", "weights", "pretrained", "adapt", "num_classes",
+                        "train_subset", "val_subset", "output", "resume"}
+    with pytest.raises(UserError, match="--amp"):
+        RunOptions(amp="fp8")
+    with pytest.raises(UserError, match="--threads must be >= 1"):
+        RunOptions(threads=0)
+
+
+def test_new_run_dir_refuses_a_non_empty_directory(tmp_path):
+    assert new_run_dir(str(tmp_path / "a"), "m", World()) == tmp_path / "a"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("")
+    with pytest.raises(UserError, match="--resume"):
+        new_run_dir(str(tmp_path / "b"), "m", World())
+    auto = new_run_dir(None, "efficientnet_b0", World())
+    assert auto.parent.name == "runs" and auto.name.endswith("-efficientnet_b0")
+
+
+def test_a_redirected_log_gets_a_line_per_tenth_of_the_epoch(capsys):
+    p = EpochProgress(show=True, epoch=0, epochs=2, done=0, batches=20, images_per_batch=8)
+    assert p.log_every == 2  # pytest's stdout is not a terminal: no bar redraws
+    for b in range(1, 21):
+        p.batch_done()
+        p.step_done(b, step=b, last=b == 20, loss=torch.tensor(0.5), lr=1e-3, seconds=1.0)
+    p.close()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 9 and lines[0].startswith("  epoch 1/2  batch 2/20  loss 0.5000")
+    print_epoch({"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "top1": 50.0, "top5": 90.0,
+                 "img_per_s": 100.0, "ema_top1": 51.0}, 2)
+    assert "EMA top-1 51.00" in capsys.readouterr().out
