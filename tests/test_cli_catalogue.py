@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import procs
+
 TIME_LIMIT_S = 90  # a hang detector, not a speed test: a refused input must not run for minutes
 B0 = ["--model", "efficientnet_b0"]
 
@@ -277,8 +279,8 @@ class _Zygote:
     """One process that imported effnet; each `run` forks a fresh process for one command."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=_env())
+        self.proc = procs.popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=_env())
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
 
@@ -305,7 +307,10 @@ class _Zygote:
 
     def close(self):
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            procs.kill_group(self.proc)
 
 
 @pytest.fixture(scope="module")
@@ -320,8 +325,7 @@ def _env() -> dict:
 
 
 def _executable(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "effnet", *argv], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=TIME_LIMIT_S)
+    return procs.run([sys.executable, "-m", "effnet", *argv], cwd=cwd, env=_env(), timeout=TIME_LIMIT_S)
 
 
 def _refused(ws: Path, tmp_path: Path, argv: list[str], words: list[str], runner=_executable) -> None:

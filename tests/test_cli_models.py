@@ -1,13 +1,13 @@
 """`effnet models / scale / profile / predict / schedule` and their one-line errors."""
 
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import procs
 from effnet.cli import main
 
 
@@ -107,7 +107,6 @@ def test_corrupt_image_and_class_mismatch(capsys, tmp_path):
 
 
 def test_bad_flag_and_console_script():
-    proc = subprocess.run([sys.executable, "-m", "effnet", "scale", "--phi", "x"],
-                          capture_output=True, text=True)
+    proc = procs.run([sys.executable, "-m", "effnet", "scale", "--phi", "x"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("effnet: error:")

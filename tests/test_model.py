@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import procs
 from effnet import create_model
 from effnet.nn.blocks import FusedMBConv, MBConv
 from effnet.nn.layers import tf_same_pad
@@ -138,11 +139,9 @@ def test_drop_path_draws_as_torchvision_stochastic_depth():
 
 
 def test_import_effnet_loads_neither_torchvision_ops_nor_optuna():
-    import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import effnet"],
-                         capture_output=True, text=True, check=True).stderr
+    out = procs.run([sys.executable, "-X", "importtime", "-c", "import effnet"], check=True).stderr
     loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
     assert not {m for m in loaded if m.startswith(("torchvision.ops", "optuna"))}
     assert "effnet" in loaded

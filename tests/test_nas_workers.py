@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+import procs
 from effnet.search.nas import NasConfig, run_nas
 from effnet.search.proxy import Proxy
 
@@ -70,10 +71,10 @@ def test_stopped_search_resumes_with_exactly_the_remaining_trials(tmp_path):
 def test_two_sqlite_workers_both_train_and_never_train_the_same_spec(tmp_path):
     out = tmp_path / "shared"
     out.mkdir()
-    procs = [subprocess.Popen(nas_cli(out, "--trials", "4"), env=env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    results, codes = procs.finish_all(procs.popen(nas_cli(out, "--trials", "4"), env=env(),
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                  text=True) for _ in range(2))
+    assert codes == [0, 0], results
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}")
     done = completed(study)
     keys = [t.user_attrs["candidate"] for t in done]
@@ -92,19 +93,19 @@ def test_two_sqlite_workers_both_train_and_never_train_the_same_spec(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_mid_trial_is_queued_again_and_the_search_ends_with_exactly_n(tmp_path):
     out = tmp_path / "ctrl-c"
-    p = subprocess.Popen(nas_cli(out, "--trials", "3"), env=env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    deadline, claimed = time.time() + 180, []
-    while time.time() < deadline and len(claimed) < 2 and p.poll() is None:
-        time.sleep(0.3)
-        try:
-            with sqlite3.connect(out / "study.db", timeout=5) as db:
-                claimed = db.execute("select trial from effnet_claims "
-                                     "where candidate not like '#%'").fetchall()
-        except sqlite3.OperationalError:  # not created yet
-            continue
-    p.send_signal(signal.SIGINT)  # during the second candidate
-    _, err = p.communicate(timeout=120)
+    with procs.started(nas_cli(out, "--trials", "3"), env=env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True) as p:
+        deadline, claimed = time.time() + 180, []
+        while time.time() < deadline and len(claimed) < 2 and p.poll() is None:
+            time.sleep(0.3)
+            try:
+                with sqlite3.connect(out / "study.db", timeout=5) as db:
+                    claimed = db.execute("select trial from effnet_claims "
+                                         "where candidate not like '#%'").fetchall()
+            except sqlite3.OperationalError:  # not created yet
+                continue
+        p.send_signal(signal.SIGINT)  # during the second candidate
+        _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}")
     stopped = [t for t in study.get_trials() if t.state.name == "FAIL"]

@@ -9,7 +9,6 @@ import io
 import math
 import os
 import socket
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 import effnet
+import procs
 from effnet.arch.spec import Preprocess
 from effnet.errors import UserError
 from effnet.models import get_spec
@@ -228,8 +228,7 @@ def test_hub_only_row_offline_error_and_placed_file(cache, tmp_path):
 def _effnet(args, torch_home, **env):
     env = {**os.environ, "TORCH_HOME": str(torch_home), "EFFNET_HUB_URL": f"http://127.0.0.1:{closed_port()}",
            "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", **env}  # nothing may download
-    return subprocess.run([sys.executable, "-m", "effnet", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return procs.run([sys.executable, "-m", "effnet", *map(str, args)], env=env, timeout=300)
 
 
 def test_offline_cli_error(tmp_path):

@@ -5,7 +5,6 @@ its own output directory, as on two machines), and a killed worker's trial retri
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+import procs
 from test_nas_workers import trainings  # how often each candidate was trained, from the logs
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the PostgreSQL driver (effnet[distributed]) "
@@ -60,7 +60,7 @@ def pg_url():
     data, port = root / "data", _free_port()
 
     def run(*cmd):
-        subprocess.run([*as_user, *cmd], check=True, capture_output=True, cwd=root)
+        procs.run([*as_user, *cmd], check=True, cwd=root, timeout=120)
 
     try:
         run(bins["initdb"], "-D", str(data), "-A", "trust", "-U", "effnet", "--no-sync",
@@ -75,15 +75,15 @@ def pg_url():
         yield f"postgresql+psycopg2://effnet@127.0.0.1:{port}"
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run([*as_user, bins["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True, cwd=root)
+            procs.run([*as_user, bins["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"],
+                      cwd=root, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
 
 
 def worker(argv: list[str], out: Path, url: str, *extra: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "effnet", *argv, "--output", str(out),
-                             "--storage", url, *extra], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return procs.popen([sys.executable, "-m", "effnet", *argv, "--output", str(out), "--storage", url,
+                        *extra], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, **kw)
 
 
 def claimed(url: str) -> list[tuple]:
@@ -112,17 +112,15 @@ def kill_during_second_trial(argv: list[str], out: Path, url: str, *extra: str) 
             if len(mine) >= 2:  # its first trial finished, the second is training
                 victim = max(mine)
     finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        procs.kill_group(p)
     return victim
 
 
 def test_two_nas_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg_url, tmp_path):
     url = f"{pg_url}/nas"
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    procs = [worker(NAS, o, url, "--trials", "4") for o in outs]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    results, codes = procs.finish_all(worker(NAS, o, url, "--trials", "4") for o in outs)
+    assert codes == [0, 0], results
     study = optuna.load_study(study_name=NAS_STUDY, storage=url)
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     keys = [t.user_attrs["candidate"] for t in done]
@@ -138,9 +136,9 @@ def test_two_nas_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg
                   if t.number == victim)
     if killed.state.name != "RUNNING":
         pytest.skip("the worker finished its trial before it was killed")
-    p = worker(NAS, tmp_path / "machine-d", url, "--trials", "6", "--heartbeat", "1")
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
+    [(out, err)], codes = procs.finish_all([worker(NAS, tmp_path / "machine-d", url, "--trials", "6",
+                                                   "--heartbeat", "1")])
+    assert codes == [0], err
     trials = optuna.load_study(study_name=NAS_STUDY, storage=url).get_trials()
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert [t.number for t in failed] == [victim]
@@ -156,9 +154,8 @@ def test_two_compound_workers_share_a_postgres_study_and_a_killed_trial_is_retri
     victim = kill_during_second_trial(COMPOUND, tmp_path / "machine-c", url, "--heartbeat", "1")
     assert victim is not None, "the worker never started a second trial"
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    procs = [worker(COMPOUND, o, url, "--heartbeat", "1") for o in outs]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    results, codes = procs.finish_all(worker(COMPOUND, o, url, "--heartbeat", "1") for o in outs)
+    assert codes == [0, 0], results
     trials = optuna.load_study(study_name=COMPOUND_STUDY, storage=url).get_trials()
     done = [t.params["candidate"] for t in trials if t.state.name == "COMPLETE"]
     assert len(done) == len(set(done)) == COMPOUND_N  # every grid point once

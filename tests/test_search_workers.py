@@ -3,7 +3,6 @@ processes on one SQLite study training at the same time, and a worker killed mid
 are slowed by EFFNET_TEST_TRIAL_DELAY_S so that overlap and the kill are certain, not lucky)."""
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+import procs
 from effnet.search.compound import TRIAL_DELAY_ENV, SearchConfig, run_search
 from effnet.search.proxy import Proxy
 
@@ -77,10 +77,10 @@ def test_two_workers_share_the_grid_concurrently_and_never_train_the_same_point(
     out.mkdir()
     # each claimed trial lasts >= 4 s, so a worker that starts a few seconds late still gets work
     slow = {**env(), TRIAL_DELAY_ENV: "4"}
-    procs = [subprocess.Popen(cli_args(out), env=slow, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    workers = [procs.popen(cli_args(out), env=slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True) for _ in range(2)]
+    results, codes = procs.finish_all(workers)
+    assert codes == [0, 0], results
     study = load(out)
     done = complete(study)
     assert sorted(t.params["candidate"] for t in done) == sorted({t.params["candidate"] for t in done})
@@ -91,7 +91,7 @@ def test_two_workers_share_the_grid_concurrently_and_never_train_the_same_point(
         claims = db.execute("select candidate, attempt from effnet_claims").fetchall()
     assert len(claims) == N and len({c for c, _ in claims}) == N
     # both workers trained, and at some moment both were training (timestamps from the storage)
-    pids = {f":{p.pid}" for p in procs}
+    pids = {f":{p.pid}" for p in workers}
     by_worker = {pid: [t for t in done if t.user_attrs["worker"].endswith(pid)] for pid in pids}
     assert all(by_worker.values()), {k: len(v) for k, v in by_worker.items()}
     a, b = by_worker.values()
@@ -107,8 +107,8 @@ def test_killed_worker_trial_is_retried_once_and_nothing_is_lost(tmp_path):
     out = tmp_path / "killed"
     out.mkdir()
     # a trial lasts >= 30 s: the kill lands while the second trial is running, every time
-    worker = subprocess.Popen(cli_args(out, "--heartbeat", "1"), env={**env(), TRIAL_DELAY_ENV: "30"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = procs.popen(cli_args(out, "--heartbeat", "1"), env={**env(), TRIAL_DELAY_ENV: "30"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = out / "study.db"
     deadline = time.time() + 120
     victim = None
@@ -125,8 +125,7 @@ def test_killed_worker_trial_is_retried_once_and_nothing_is_lost(tmp_path):
             if rows:  # the first trial is claimed and waiting to train
                 victim = max(r[0] for r in rows)
     finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        procs.kill_group(worker)
     assert victim is not None, "the worker never claimed a trial"
     study = load(out)
     killed = next(t for t in study.get_trials() if t.number == victim)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import procs
 from effnet.train.checkpoint import state_hash as _state_hash
 
 
@@ -23,7 +24,7 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
            "--val-subset", "101", "-b", "16", "--epochs", "2", "--no-progress", "--no-tensorboard",
            "--output", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = procs.run(cmd, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("epoch 2/2") == 1  # only rank 0 reports
 
@@ -72,7 +73,7 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     for cmd in ([sys.executable, worker, str(one), "32"], _torchrun(worker, str(two), "16")):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        done = procs.run(cmd, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     a, b = _weights(one / "last.safetensors"), _weights(two / "last.safetensors")
     assert a.keys() == b.keys()
@@ -145,27 +146,27 @@ def test_torchrun_restarts_a_killed_rank_and_resumes_from_the_last_checkpoint(tm
             "--no-tensorboard", "--output"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, run = tmp_path / "ref", tmp_path / "run"
-    done = subprocess.run(_torchrun(*args, str(ref)), env=env, capture_output=True, text=True, timeout=300)
+    done = procs.run(_torchrun(*args, str(ref)), env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    # a spare restart: on a loaded machine the restarted gloo group itself can fail to connect
-    # ("Connection refused" within gloo's 3 quick retries); the job must still finish exactly
-    proc = subprocess.Popen(_torchrun(*args, str(run), max_restarts=2), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # exactly one restart: the restarted group must form at once (distributed.py: it once read the
+    # dead group's gloo addresses from torchrun's store and hung or was refused)
     killed_after = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and killed_after is None:
-        try:
-            p = json.loads((run / "checkpoints" / "LATEST").read_text())
-        except (FileNotFoundError, ValueError):
-            p = None
-        if p and 8 < p["global_step"] < 16:  # mid second epoch
-            pid = _worker_pid(proc.pid, 1)
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-                killed_after = p["global_step"]
-        time.sleep(0.005)
-    out, err = proc.communicate(timeout=300)
+    with procs.started(_torchrun(*args, str(run), max_restarts=1), env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and killed_after is None:
+            try:
+                p = json.loads((run / "checkpoints" / "LATEST").read_text())
+            except (FileNotFoundError, ValueError):
+                p = None
+            if p and 8 < p["global_step"] < 16:  # mid second epoch
+                pid = _worker_pid(proc.pid, 1)
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                    killed_after = p["global_step"]
+            time.sleep(0.005)
+        out, err = proc.communicate(timeout=300)
     assert killed_after is not None, "the run ended before a rank could be killed"
     assert proc.returncode == 0, err[-3000:]
     assert "torchrun restart 1: resuming" in err
@@ -175,3 +176,105 @@ def test_torchrun_restarts_a_killed_rank_and_resumes_from_the_last_checkpoint(tm
     assert summary["global_step"] == 16 and summary["world_size"] == 2
     a, b = _weights(ref / "last.safetensors"), _weights(run / "last.safetensors")
     assert all(a[k].equal(b[k]) for k in a)  # the restarted job ends where the uninterrupted one does
+
+
+# --- forming the group: fresh keys on a store that outlives a restart ------------------------
+def _store_server():
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=10))
+
+
+def _client(port: int):
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", port, is_master=False, timeout=timedelta(seconds=10))
+
+
+def _agree_in_threads(port: int, size: int, delays: dict[int, float], timeout: float = 20.0) -> dict:
+    import threading
+
+    from effnet.train.distributed import agree_on_group_key
+
+    out: dict[int, object] = {}
+
+    def run(rank):
+        time.sleep(delays.get(rank, 0.0))
+        try:
+            out[rank] = agree_on_group_key(_client(port), rank, size, timeout)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out[rank] = e
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def test_a_restarted_group_never_takes_keys_an_earlier_group_left_in_the_store():
+    server = _store_server()
+    first = _agree_in_threads(server.port, 3, {})
+    assert len(set(first.values())) == 1 and isinstance(first[0], str)
+    # the next group on the same store: its ranks 1 and 2 start before rank 0 and find the dead
+    # group's offer, answers and acknowledgements there; one more stale offer for good measure
+    server.set("effnet/group/offer", "stale")
+    second = _agree_in_threads(server.port, 3, {0: 0.5})
+    assert len(set(second.values())) == 1 and isinstance(second[0], str)
+    assert second[0] not in (first[0], "stale")
+
+
+def test_forming_a_group_whose_rank_0_never_comes_fails_in_one_line_in_bounded_time():
+    from effnet.errors import UserError
+    from effnet.train.distributed import agree_on_group_key
+
+    server = _store_server()
+    server.set("effnet/group/offer", "left-by-a-dead-group")
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as e:
+        agree_on_group_key(_client(server.port), 1, 2, timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    assert "rank 1 of 2 got no answer from rank 0 within 0.5 s" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="rank 0 of 3 heard from only 0 of its 2 peers"):
+        agree_on_group_key(_client(server.port), 0, 3, timeout=0.3)
+
+
+_GROUP_WORKER = """
+import torch
+from effnet.train.distributed import World, all_sum, close_world, init_world
+w = init_world("cpu")
+print(int(all_sum(torch.tensor([w.rank + 1.0]), w).item()), flush=True)
+close_world(w)
+"""
+
+
+def test_gloo_groups_formed_one_after_another_on_one_agent_store_all_connect():
+    """torchrun's agent keeps one store for the whole job: a second group on it (a restart) must
+    connect even when its rank 1 starts first and finds the first group's gloo addresses there
+    (before the fix it read the dead rank 0's address: refused, or waiting forever)."""
+    server = _store_server()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(server.port), "TORCHELASTIC_USE_AGENT_STORE": "True",
+           "EFFNET_DIST_TIMEOUT": "60"}
+    for group, rank1_head_start in enumerate((0.0, 3.0)):
+        ranks = {}
+        try:
+            for rank in (1, 0):
+                ranks[rank] = procs.popen([sys.executable, "-c", _GROUP_WORKER],
+                                          env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                if rank == 1:
+                    time.sleep(rank1_head_start)
+            outs = {r: p.communicate(timeout=120) for r, p in ranks.items()}
+        finally:
+            for p in ranks.values():
+                procs.kill_group(p)
+        for r, (out, err) in outs.items():
+            assert ranks[r].returncode == 0, (group, r, err[-2000:])
+            assert out.strip() == "3"  # 1 + 2: both ranks took part

@@ -24,6 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import procs
 from effnet.train import checkpoint as ckpt
 
 # a 0.1 M-parameter B0 (phi = -6) on 256 digits: 8 steps of 32 per epoch, 2 epochs
@@ -37,8 +38,8 @@ def _env(**extra) -> dict:
 
 
 def _train(*args, env=None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "effnet", "train", *args], env=env or _env(),
-                          capture_output=True, text=True, timeout=300, **kw)
+    return procs.run([sys.executable, "-m", "effnet", "train", *args], env=env or _env(), timeout=300,
+                     **kw)
 
 
 def _pointer(run: Path) -> dict | None:
@@ -102,16 +103,16 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_and_resumes_exactl
 
 
 def _start_then_signal(run: Path, sig: int) -> tuple[subprocess.Popen, str, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "effnet", "train", *TINY, "--output", str(run)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        p = _pointer(run)
-        if p and p["global_step"] >= 2:  # training is under way, a checkpoint exists
-            proc.send_signal(sig)
-            break
-        time.sleep(0.005)
-    _, err = proc.communicate(timeout=240)
+    with procs.started([sys.executable, "-m", "effnet", "train", *TINY, "--output", str(run)],
+                       env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            p = _pointer(run)
+            if p and p["global_step"] >= 2:  # training is under way, a checkpoint exists
+                proc.send_signal(sig)
+                break
+            time.sleep(0.005)
+        _, err = proc.communicate(timeout=240)
     return proc, err, p["global_step"] if p else -1
 
 

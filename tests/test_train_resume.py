@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import procs
 from effnet.cli import main
 from effnet.train import checkpoint as ckpt
 
@@ -53,27 +54,26 @@ def _pointer(run: Path) -> dict | None:
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     args = ["--epochs", "3", "--ckpt-every-steps", "3", "--deterministic"]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run(_train_cmd(*args, "--output", str(ref)), env=_env(), check=True,
-                   capture_output=True, timeout=300)
+    procs.run(_train_cmd(*args, "--output", str(ref)), env=_env(), check=True, timeout=300)
 
-    proc = subprocess.Popen(_train_cmd(*args, "--output", str(run)), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_at = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        p = _pointer(run)
-        # a checkpoint in the second epoch, taken mid-epoch (step 9 or 12 of 8 per epoch)
-        if p and p["global_step"] > STEPS_PER_EPOCH and p["global_step"] % STEPS_PER_EPOCH:
-            proc.kill()  # SIGKILL: no cleanup, no flush
-            killed_at = p
-            break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
+    with procs.started(_train_cmd(*args, "--output", str(run)), env=_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            p = _pointer(run)
+            # a checkpoint in the second epoch, taken mid-epoch (step 9 or 12 of 8 per epoch)
+            if p and p["global_step"] > STEPS_PER_EPOCH and p["global_step"] % STEPS_PER_EPOCH:
+                proc.kill()  # SIGKILL: no cleanup, no flush
+                killed_at = p
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=60)
     assert killed_at is not None, "the run ended before it could be killed mid-epoch"
     assert not (run / "summary.json").exists()  # it really died before finishing
 
-    done = subprocess.run([sys.executable, "-m", "effnet", "train", "--resume", str(run)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    done = procs.run([sys.executable, "-m", "effnet", "train", "--resume", str(run)], env=_env(),
+                     timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     _assert_same(ref / "last.safetensors", run / "last.safetensors")

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import UserError
 from . import checkpoint as ckpt
-from .distributed import World, all_sum, gather_objects
+from .distributed import World, all_sum, broadcast_object, gather_objects, raise_if_any
 from .ema import ModelEma
 from .options import RESUMABLE_RECIPE_KEYS
 from .plan import Progress
@@ -115,10 +115,9 @@ class EpochSums:
         return float(sums[0]), int(sums[1])
 
 
-def load_resumable(run_dir: Path, recipe: Recipe) -> tuple[Path, TrainState]:
-    """(checkpoint directory, its state) of a run that `recipe` may continue; UserError when the
-    recipe differs from the run's in anything but its length."""
-    path = ckpt.latest_checkpoint(run_dir)
+def _load_checkpoint(path: Path, run_dir: Path, recipe: Recipe) -> tuple[Path, TrainState]:
+    """(checkpoint directory, its state) when `recipe` may continue it; UserError when the recipe
+    differs from the run's in anything but its length."""
     state = TrainState.from_dict(ckpt.load_state(path), str(path / ckpt.STATE_FILE))
     changed = sorted(k for k, v in recipe.to_dict().items()
                      if k not in RESUMABLE_RECIPE_KEYS and state.recipe.get(k) != v)
@@ -126,6 +125,36 @@ def load_resumable(run_dir: Path, recipe: Recipe) -> tuple[Path, TrainState]:
         raise UserError(f"cannot resume {run_dir} with a different recipe "
                         f"(changed: {', '.join(changed)})")
     return path, state
+
+
+def resume_point(run_dir: Path | None, recipe: Recipe,
+                 world: World) -> tuple[Path, TrainState] | None:
+    """Collective: the checkpoint every rank continues from, or None for a fresh run.
+
+    Every rank loads the checkpoint rank 0 finds: ranks reading `LATEST` each could see different
+    ones (a network file system that caches, a save in flight). UserError on every rank when the
+    ranks disagree on whether to resume or any rank cannot, so none waits for a rank that left."""
+    choices = gather_objects(None if run_dir is None else str(run_dir), world)
+    if len(set(choices)) > 1:
+        raise UserError(f"the ranks disagree on which run to resume: {choices}")
+    if run_dir is None:
+        return None
+    name, error = None, None
+    if world.main:
+        try:
+            name = ckpt.latest_checkpoint(run_dir).name
+        except UserError as e:
+            error = str(e)
+    name, error = broadcast_object((name, error), world)
+    if error:
+        raise UserError(error)
+    found = None
+    try:
+        found = _load_checkpoint(run_dir / ckpt.CKPT_DIR / name, run_dir, recipe)
+    except UserError as e:
+        error = str(e)
+    raise_if_any(error, world)
+    return found
 
 
 def start_state(resumed: TrainState | None, steps_per_epoch: int, total_steps: int, epochs: int,

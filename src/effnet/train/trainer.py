@@ -37,7 +37,7 @@ from .recipe import Recipe
 from .runtime import RunRuntime, seed_all
 from .sampling import sample_seed
 from .signals import StopOnSignal
-from .state import EpochSums, TrainState, load_resumable, restore_parts, resume_rng, snapshot, start_state
+from .state import EpochSums, TrainState, restore_parts, resume_point, resume_rng, snapshot, start_state
 from .step import OptimStep, TrainingDiverged
 
 __all__ = ["RunOptions", "Trainer", "TrainingDiverged", "train"]
@@ -71,9 +71,11 @@ class Trainer:
         r, o = self.recipe, self.opts
         self.world = w = init_world(o.device)
         self.resume_state: TrainState | None = None
-        if o.resume:  # everything is checked before anything is written
+        # everything is checked before anything is written
+        resumed = resume_point(Path(o.resume) if o.resume else None, r, w)
+        if resumed is not None:
             self.run_dir = Path(o.resume)
-            self.resume_ckpt, self.resume_state = load_resumable(self.run_dir, r)
+            self.resume_ckpt, self.resume_state = resumed
         self._context.enter_context(RunRuntime(w.device, o.threads, o.deterministic))
         if o.amp == "bf16" and w.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("--amp bf16: this GPU does not support bfloat16; use --amp fp16")
