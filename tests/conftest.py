@@ -5,8 +5,9 @@
   still seen here.
 * After each test, every live process below pytest that was not there when the test started is a
   leak: it is SIGKILLed (with its process group) and the test fails naming it. Processes a
-  module- or session-scoped fixture started before the test are the fixture's to stop; at the end
-  of the session nothing may be left at all.
+  module- or session-scoped fixture started before the test, and whatever those start (a
+  database server's per-connection backends), are the fixture's to stop; at the end of the
+  session nothing may be left at all.
 * pytest-timeout bounds every test (pyproject.toml: `timeout`); tests marked `slow` get
   SLOW_TIMEOUT_S unless they ask for their own. A test past its limit fails with a stack dump.
 """
@@ -51,12 +52,15 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _live_descendants() -> dict[int, str]:
-    """pid -> command line of every process below this one that is not a zombie."""
+def _live_descendants(owned: set[int] = frozenset()) -> dict[int, str]:
+    """pid -> command line of every process below this one that is not a zombie, leaving out the
+    processes in `owned` and everything below them."""
     found: dict[int, str] = {}
     todo = _children(os.getpid())
     while todo:
         pid = todo.pop()
+        if pid in owned:
+            continue
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -84,7 +88,7 @@ def _leaks(before: set[int], grace_s: float = 2.0) -> dict[int, str]:
     """Processes not in `before` still alive after a short grace (a child may be exiting)."""
     deadline = time.monotonic() + grace_s
     while True:
-        left = {p: c for p, c in _live_descendants().items() if p not in before}
+        left = _live_descendants(owned=before)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
