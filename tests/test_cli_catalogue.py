@@ -122,6 +122,9 @@ def ws(tmp_path_factory) -> Path:
         (d / "data" / c).mkdir()
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data" / c / f"{i}.png")
+    (d / "one_class" / "cat").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "one_class" / "cat" / f"{i}.png")
     return d
 
 
@@ -210,6 +213,8 @@ WITH_TORCH = [
     (["train", "--config", "{ws}/bad.yaml"], ["cannot parse config", "bad.yaml"]),
     (["train", "--config", "{ws}/list.yaml"], ["list.yaml", "mapping"]),
     (["train", "--config", "{ws}"], ["{ws}"]),
+    (["train", "--phi", "-6", "--data", "{ws}/one_class", "--val-split", "0.5", "-b", "2"],
+     ["{ws}/one_class", "single class", "'cat'"]),
     (["train", "--device", "bogus", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5"],
      ["--device", "bogus"]),
     # eval
@@ -218,6 +223,8 @@ WITH_TORCH = [
      ["refusing to load", "evil.pth"]),
     (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/data",
       "--val-split", "0.5"], ["do not fit"]),
+    (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/one_class",
+      "--val-split", "0.5"], ["{ws}/one_class", "single class", "'cat'"]),
     # schedule
     (["schedule", "--size", "300:x"], ["size", "300:x"]),
     (["schedule", "v2-s", "--size", "-1:10"], ["size"]),

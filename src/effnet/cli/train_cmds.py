@@ -251,6 +251,8 @@ def cmd_eval(args) -> int:
         files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
     splits = load_data(args.data, val_split=args.val_split, download=args.download,
                        strict=args.strict)
+    # one class is label 0 for every image, whatever class 0 of the model is: no score means anything
+    splits.require_two_classes()
     world = World(device=pick_device(args.device))
     rows = []
     for label, path in files:

@@ -28,6 +28,14 @@ class DataSplits:
     classes: list[str]
     name: str  # "digits", "imagefolder:/abs/path", "cifar10", ...
 
+    def require_two_classes(self) -> None:
+        """Refuse data of one class: a one-class classifier is right whatever it sees, so training
+        or evaluating it reports a meaningless 100 %. Only a folder can have one class."""
+        if len(self.classes) < 2:
+            where = self.name.removeprefix("imagefolder:")
+            raise UserError(f"{where} has a single class, {self.classes[0]!r}: a classifier needs "
+                            "at least 2 classes (with one it scores 100 % whatever it learns)")
+
 
 class ArrayImages(Dataset):
     """Images held in memory as one uint8 (N, H, W, 3) array; an array pickles to DataLoader

@@ -96,6 +96,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = st.open_storage(url, cfg.heartbeat)  # a bad URL fails before minutes of counting
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
+    splits.require_two_classes()
     counter = MacCounter(num_classes=len(splits.classes))
     base_macs, measured, trained = candidates(base, cfg.phi, cfg.grid_step, cfg.tolerance,
                                               counter, progress=cfg.progress)

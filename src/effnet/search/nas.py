@@ -204,9 +204,8 @@ def run_nas(cfg: NasConfig) -> NasResult:
     url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = st.open_storage(url, cfg.heartbeat)
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
+    splits.require_two_classes()
     n_classes = len(splits.classes)
-    if n_classes < 2:
-        raise UserError(f"{splits.name}: a search needs at least 2 classes (found {n_classes})")
     out.mkdir(parents=True, exist_ok=True)
     name = cfg.study or f"nas-{cfg.space}-{base.name}"
     study = st.open_study(name, storage, url, _sampler(cfg.sampler, cfg.proxy.seed))
