@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..errors import UserError
+from ..errors import EffnetWarning, UserError
 from .images import IMG_EXTENSIONS, READ_ERRORS, check_images, is_image_name, load_rgb
 
 
@@ -40,7 +40,7 @@ class ImageFiles(Dataset):
                 if self.strict:
                     raise UserError(f"cannot read image {path}: {e}") from None
                 warnings.warn(f"cannot read image {path} ({e}); using the next sample instead",
-                              stacklevel=2)
+                              EffnetWarning, stacklevel=2)
         raise UserError(f"{k + 1} images in a row are unreadable, the last {path}")
 
 
@@ -122,7 +122,7 @@ def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = Fal
             raise UserError(f"unreadable image {first} ({why})"
                             + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
         warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(samples)} under {root} "
-                      f"(first: {first}: {why})", stacklevel=3)
+                      f"(first: {first}: {why})", EffnetWarning, stacklevel=3)
         bad_set = {f for f, _ in bad}
         samples = [s for s in samples if s[0] not in bad_set]
         left = Counter(label for _, label in samples)
