@@ -74,14 +74,15 @@ def load_exported(path: Path):
     return load_program(path)
 
 
-def open_image(path: Path):
-    """An RGB PIL image (any mode, 16-bit, alpha, EXIF-rotated), or one clear error line."""
+def open_image(path: Path, size: int | None = None):
+    """An RGB PIL image (any mode, 16-bit, alpha, EXIF-rotated), or one clear error line; a JPEG
+    decoded at no less than `size` px a side (None: in full)."""
     from .data.images import READ_ERRORS, load_rgb
 
     if not path.is_file():
         raise UserError(f"no such image: {path}")
     try:
-        return load_rgb(path)
+        return load_rgb(path, size)
     except READ_ERRORS as e:
         raise UserError(f"cannot read image {path}: {e}") from None
 
@@ -89,4 +90,5 @@ def open_image(path: Path):
 def preprocess_image(path: Path, pre: Preprocess, size: int | None = None) -> torch.Tensor:
     from .data import eval_transform
 
-    return eval_transform(pre, size or pre.eval_size)(open_image(path))
+    transform = eval_transform(pre, size or pre.eval_size)
+    return transform(open_image(path, transform.decode_size))

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .folders import scan_folder
+from .images import decoding_for
 from .public import PUBLIC, load_public
 
 VAL_DIRS = ("val", "valid", "validation", "test")
@@ -83,7 +84,9 @@ class Transformed(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int):
-        image, label = self.base[index]
+        # a JPEG is decoded only as large as the transform needs (Pipeline.decode_size)
+        with decoding_for(getattr(self.transform, "decode_size", None)):
+            image, label = self.base[index]
         return (image if self.transform is None else self.transform(image)), label
 
 
