@@ -85,6 +85,16 @@ def ws(tmp_path_factory) -> Path:
     save_file({**sd, stem: torch.zeros(7, 3, 3, 3)}, str(d / "wrong_shape.safetensors"))
     save_file({k: v.to(torch.int32) if v.is_floating_point() else v for k, v in sd.items()},
               str(d / "wrong_dtype.safetensors"))
+    # effnet-saved weights name their network: lite0's, and TF-padded B0's (B0's very shapes)
+    from effnet.weights import save_weights
+
+    save_weights(effnet.create_model("efficientnet_lite0", num_classes=2), d / "lite0.safetensors")
+    save_weights(effnet.create_model("tf_efficientnet_b0", num_classes=2), d / "tf_b0.safetensors")
+    (d / "lite0_run").mkdir()  # a run of lite0: spec.json beside its weights
+    os.link(d / "lite0.safetensors", d / "lite0_run" / "best.safetensors")
+    (d / "lite0_run" / "spec.json").write_text(json.dumps(
+        {"config": effnet.create_model("efficientnet_lite0", num_classes=2).config.to_dict(),
+         "classes": ["a", "b"]}))
     (d / "huge_header.safetensors").write_bytes(struct.pack("<Q", 10**12) + b"{")
     (d / "bad_header.safetensors").write_bytes(struct.pack("<Q", 16) + b"not json at all!")
     small = d / "small.safetensors"
@@ -190,6 +200,10 @@ WITH_TORCH = [
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/truncated.safetensors"],
      ["cannot read weights", "truncated.safetensors"]),
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/timm_run"], ["timm_run"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/lite0.safetensors"],
+     ["--model efficientnet_b0 is not the network of {ws}/lite0.safetensors", "efficientnet_lite0"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/tf_b0.safetensors"],
+     ["--model efficientnet_b0 is not the network", "tf_efficientnet_b0"]),
     # train
     (["train", "--resume", "{ws}/lightning_logs/version_0"], ["cannot resume", "version_0"]),
     (["train", "--resume", "{ws}/timm_run"], ["cannot resume", "timm_run"]),
@@ -218,6 +232,8 @@ WITH_TORCH = [
     (["eval", *B0, "--weights", "{ws}/lightning_logs/version_0"], ["no such weights file", "version_0"]),
     (["eval", *B0, "--weights", "{ws}/evil.pth", "--data", "{ws}/data", "--val-split", "0.5"],
      ["refusing to load", "evil.pth"]),
+    (["eval", *B0, "--weights", "{ws}/lite0_run", "--data", "{ws}/data", "--val-split", "0.5"],
+     ["--model efficientnet_b0 is not the network", "lite0_run/spec.json", "efficientnet_lite0"]),
     (["eval", *B0, "--weights", "{ws}/evil3.pth", "--data", "{ws}/data", "--val-split", "0.5"],
      ["refusing to load", "evil3.pth"]),
     (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/data",

@@ -110,3 +110,21 @@ def test_bad_flag_and_console_script():
     proc = procs.run([sys.executable, "-m", "effnet", "scale", "--phi", "x"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("effnet: error:")
+
+
+def test_predict_builds_the_network_the_weights_name(capsys, tmp_path):
+    # weights effnet saved carry their config: without --model it builds that network, with a
+    # --model naming the same network it goes on (another is refused: tests/test_cli_catalogue.py)
+    import effnet
+    from effnet.weights import save_weights
+
+    w = tmp_path / "tf_b0.safetensors"
+    save_weights(effnet.create_model("tf_efficientnet_b0", num_classes=3), w)
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(good)
+    answers = []
+    for model in ([], ["--model", "tf_efficientnet_b0"]):
+        code, out, err = run(capsys, "predict", str(good), "--weights", str(w), *model, "--topk", "3")
+        assert code == 0 and err == "", err  # no eps or padding warning: the network it was saved as
+        answers.append(out)
+    assert answers[0] == answers[1] and answers[0].count("\n") == 4  # the image, 3 classes
