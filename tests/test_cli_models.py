@@ -72,6 +72,19 @@ def test_predict_published_lite0(capsys, tmp_path, lite0_weights):
     assert "espresso" in out
 
 
+def test_predict_pretrained_says_nothing_of_random_weights(capsys, tmp_path, monkeypatch, lite0_weights):
+    # --pretrained loads published weights (here from the installed package, converted into a
+    # fresh torch hub cache): the "random weights" warning would be false
+    skimage_data = pytest.importorskip("skimage.data")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    coffee = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage_data.coffee()).save(coffee, quality=95)
+    code, out, err = run(capsys, "predict", str(coffee), "--pretrained", "tf_efficientnet_lite0.in1k",
+                         "--topk", "1")
+    assert code == 0 and err == "", err
+    assert re.search(r"^\s+1\.\s+967\s+espresso", out, flags=re.M), out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["models", "nothing*"], "no model matches"),
     (["profile", "efficientnet_b9"], "unknown model 'efficientnet_b9'; did you mean"),
