@@ -238,8 +238,8 @@ WITH_TORCH = [
      ["refusing to load", "evil3.pth"]),
     (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/data",
       "--val-split", "0.5"], ["do not fit"]),
-    (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/one_class",
-      "--val-split", "0.5"], ["{ws}/one_class", "single class", "'cat'"]),
+    (["eval", "--data", "{ws}/one_class", "--val-split", "0.5", *B0, "--weights",
+      "{ws}/wrong_shape.safetensors"], ["{ws}/one_class", "single class", "'cat'"]),
     # schedule
     (["schedule", "--size", "300:x"], ["size", "300:x"]),
     (["schedule", "v2-s", "--size", "-1:10"], ["size"]),
