@@ -17,7 +17,6 @@ import selectors
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,10 @@ import pytest
 from PIL import Image
 
 import procs
+from crafted import png_header_only
 
 TIME_LIMIT_S = 90  # a hang detector, not a speed test: a refused input must not run for minutes
 B0 = ["--model", "efficientnet_b0"]
-
-
-def _png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose header claims width x height RGB pixels, with almost no pixel data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
 class _RunsCode:
@@ -70,13 +60,18 @@ def ws(tmp_path_factory) -> Path:
     (d / "truncated.png").write_bytes(big.read_bytes()[: len(big.read_bytes()) // 2])
     big.unlink()
     (d / "empty.jpg").write_bytes(b"")
-    _png_header_only(d / "bomb.png", 100_000, 100_000)  # 10 Gpx: PIL's error range
-    _png_header_only(d / "bomb_warn.png", 10_000, 10_000)  # 100 Mpx: PIL only warns here
+    png_header_only(d / "bomb.png", 100_000, 100_000)  # 10 Gpx: PIL's error range
+    png_header_only(d / "bomb_warn.png", 10_000, 10_000)  # 100 Mpx: PIL only warns here
     (d / "text.png").write_text("just text\n")
     assert full
 
     (d / "markers").mkdir()
     torch.save({"state_dict": _RunsCode(d / "markers" / "pwned")}, d / "evil.pth")
+    # pickle protocols other than 2: torch's weights-only reader warns before it refuses (3: the
+    # function it would call; 4: its FRAME opcode), which must not reach the user as more lines
+    for protocol in (3, 4):
+        torch.save({"state_dict": _RunsCode(d / "markers" / "pwned")}, d / f"evil{protocol}.pth",
+                   pickle_protocol=protocol)
     evil_run = d / "evil_run"  # an effnet run whose training state would run code
     (evil_run / "checkpoints" / "step-00000001").mkdir(parents=True)
     (evil_run / "config.yaml").write_text(yaml.safe_dump(
@@ -90,6 +85,16 @@ def ws(tmp_path_factory) -> Path:
     save_file({**sd, stem: torch.zeros(7, 3, 3, 3)}, str(d / "wrong_shape.safetensors"))
     save_file({k: v.to(torch.int32) if v.is_floating_point() else v for k, v in sd.items()},
               str(d / "wrong_dtype.safetensors"))
+    # effnet-saved weights name their network: lite0's, and TF-padded B0's (B0's very shapes)
+    from effnet.weights import save_weights
+
+    save_weights(effnet.create_model("efficientnet_lite0", num_classes=2), d / "lite0.safetensors")
+    save_weights(effnet.create_model("tf_efficientnet_b0", num_classes=2), d / "tf_b0.safetensors")
+    (d / "lite0_run").mkdir()  # a run of lite0: spec.json beside its weights
+    os.link(d / "lite0.safetensors", d / "lite0_run" / "best.safetensors")
+    (d / "lite0_run" / "spec.json").write_text(json.dumps(
+        {"config": effnet.create_model("efficientnet_lite0", num_classes=2).config.to_dict(),
+         "classes": ["a", "b"]}))
     (d / "huge_header.safetensors").write_bytes(struct.pack("<Q", 10**12) + b"{")
     (d / "bad_header.safetensors").write_bytes(struct.pack("<Q", 16) + b"not json at all!")
     small = d / "small.safetensors"
@@ -122,6 +127,9 @@ def ws(tmp_path_factory) -> Path:
         (d / "data" / c).mkdir()
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data" / c / f"{i}.png")
+    (d / "one_class" / "cat").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "one_class" / "cat" / f"{i}.png")
     return d
 
 
@@ -178,6 +186,8 @@ WITH_TORCH = [
     (["predict", "{ws}/missing.png", *B0], ["no such image", "missing.png"]),
     # predict: weights
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], ["refusing to load", "evil.pth"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil3.pth"], ["refusing to load", "evil3.pth"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil4.pth"], ["cannot read weights", "evil4.pth"]),
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/random.pth"], ["cannot read weights", "random.pth"]),
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/wrong_shape.safetensors"],
      ["do not fit", "shape", "(7, 3, 3, 3)"]),
@@ -190,6 +200,10 @@ WITH_TORCH = [
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/truncated.safetensors"],
      ["cannot read weights", "truncated.safetensors"]),
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/timm_run"], ["timm_run"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/lite0.safetensors"],
+     ["--model efficientnet_b0 is not the network of {ws}/lite0.safetensors", "efficientnet_lite0"]),
+    (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/tf_b0.safetensors"],
+     ["--model efficientnet_b0 is not the network", "tf_efficientnet_b0"]),
     # train
     (["train", "--resume", "{ws}/lightning_logs/version_0"], ["cannot resume", "version_0"]),
     (["train", "--resume", "{ws}/timm_run"], ["cannot resume", "timm_run"]),
@@ -210,14 +224,22 @@ WITH_TORCH = [
     (["train", "--config", "{ws}/bad.yaml"], ["cannot parse config", "bad.yaml"]),
     (["train", "--config", "{ws}/list.yaml"], ["list.yaml", "mapping"]),
     (["train", "--config", "{ws}"], ["{ws}"]),
+    (["train", "--phi", "-6", "--data", "{ws}/one_class", "--val-split", "0.5", "-b", "2"],
+     ["{ws}/one_class", "single class", "'cat'"]),
     (["train", "--device", "bogus", "--phi", "-6", "--data", "{ws}/data", "--val-split", "0.5"],
      ["--device", "bogus"]),
     # eval
     (["eval", *B0, "--weights", "{ws}/lightning_logs/version_0"], ["no such weights file", "version_0"]),
     (["eval", *B0, "--weights", "{ws}/evil.pth", "--data", "{ws}/data", "--val-split", "0.5"],
      ["refusing to load", "evil.pth"]),
+    (["eval", *B0, "--weights", "{ws}/lite0_run", "--data", "{ws}/data", "--val-split", "0.5"],
+     ["--model efficientnet_b0 is not the network", "lite0_run/spec.json", "efficientnet_lite0"]),
+    (["eval", *B0, "--weights", "{ws}/evil3.pth", "--data", "{ws}/data", "--val-split", "0.5"],
+     ["refusing to load", "evil3.pth"]),
     (["eval", *B0, "--weights", "{ws}/wrong_shape.safetensors", "--data", "{ws}/data",
       "--val-split", "0.5"], ["do not fit"]),
+    (["eval", "--data", "{ws}/one_class", "--val-split", "0.5", *B0, "--weights",
+      "{ws}/wrong_shape.safetensors"], ["{ws}/one_class", "single class", "'cat'"]),
     # schedule
     (["schedule", "--size", "300:x"], ["size", "300:x"]),
     (["schedule", "v2-s", "--size", "-1:10"], ["size"]),
@@ -344,7 +366,7 @@ def _refused(ws: Path, tmp_path: Path, argv: list[str], words: list[str], runner
 
 
 def _id(case) -> str:
-    return " ".join(case[0])[:60].replace("{ws}/", "")
+    return " ".join(case[0]).replace("{ws}/", "")[:60]
 
 
 @pytest.mark.timeout(2 * TIME_LIMIT_S)
@@ -382,6 +404,39 @@ def test_a_pickle_that_runs_code_is_refused_and_never_runs(ws, tmp_path, zygote)
         assert marker.exists()
     finally:
         marker.unlink(missing_ok=True)
+
+
+def test_other_libraries_warnings_are_hidden_unless_python_is_asked(ws, tmp_path):
+    # the refusal alone by default (the catalogue's evil3.pth cases); torch's own warning about
+    # the pickle protocol comes back with Python's usual switch
+    argv = ["predict", str(ws / "ok.png"), *B0, "--weights", str(ws / "evil3.pth")]
+    proc = procs.run([sys.executable, "-m", "effnet", *argv], cwd=tmp_path, timeout=TIME_LIMIT_S,
+                     env={**_env(), "PYTHONWARNINGS": "default"})
+    assert proc.returncode == 2, proc.stderr
+    assert "Detected pickle protocol 3" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("effnet: error: refusing to load")
+
+
+def test_effnets_own_warning_is_one_line(ws, tmp_path, zygote):
+    import shutil
+
+    import effnet
+    from effnet.weights import save_weights
+
+    data = tmp_path / "data"
+    shutil.copytree(ws / "data", data)
+    (data / "a" / "broken.png").write_bytes(b"not an image")
+    weights = tmp_path / "two.safetensors"
+    save_weights(effnet.create_model("efficientnet_b0", num_classes=2), weights)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = zygote.run(["eval", "--weights", str(weights), "--data", str(data), "--val-split", "0.5"],
+                      cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"effnet: warning: skipped 1 unreadable image(s) of 7 under {data} (first: "
+        f"{data / 'a' / 'broken.png'}: UnidentifiedImageError: cannot identify image file "
+        f"'{data / 'a' / 'broken.png'}')"]
 
 
 def test_predict_without_weights_says_the_answers_are_random(ws, tmp_path):

@@ -72,6 +72,19 @@ def test_predict_published_lite0(capsys, tmp_path, lite0_weights):
     assert "espresso" in out
 
 
+def test_predict_pretrained_says_nothing_of_random_weights(capsys, tmp_path, monkeypatch, lite0_weights):
+    # --pretrained loads published weights (here from the installed package, converted into a
+    # fresh torch hub cache): the "random weights" warning would be false
+    skimage_data = pytest.importorskip("skimage.data")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    coffee = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage_data.coffee()).save(coffee, quality=95)
+    code, out, err = run(capsys, "predict", str(coffee), "--pretrained", "tf_efficientnet_lite0.in1k",
+                         "--topk", "1")
+    assert code == 0 and err == "", err
+    assert re.search(r"^\s+1\.\s+967\s+espresso", out, flags=re.M), out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["models", "nothing*"], "no model matches"),
     (["profile", "efficientnet_b9"], "unknown model 'efficientnet_b9'; did you mean"),
@@ -110,3 +123,21 @@ def test_bad_flag_and_console_script():
     proc = procs.run([sys.executable, "-m", "effnet", "scale", "--phi", "x"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("effnet: error:")
+
+
+def test_predict_builds_the_network_the_weights_name(capsys, tmp_path):
+    # weights effnet saved carry their config: without --model it builds that network, with a
+    # --model naming the same network it goes on (another is refused: tests/test_cli_catalogue.py)
+    import effnet
+    from effnet.weights import save_weights
+
+    w = tmp_path / "tf_b0.safetensors"
+    save_weights(effnet.create_model("tf_efficientnet_b0", num_classes=3), w)
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(good)
+    answers = []
+    for model in ([], ["--model", "tf_efficientnet_b0"]):
+        code, out, err = run(capsys, "predict", str(good), "--weights", str(w), *model, "--topk", "3")
+        assert code == 0 and err == "", err  # no eps or padding warning: the network it was saved as
+        answers.append(out)
+    assert answers[0] == answers[1] and answers[0].count("\n") == 4  # the image, 3 classes

@@ -5,7 +5,6 @@ without a warning."""
 
 import csv
 import json
-import warnings
 
 import pytest
 import torch
@@ -64,12 +63,11 @@ def test_resumed_finetune_keeps_torchvision_bn_eps_and_is_exact(tmp_path, capsys
     logged = next(r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())
                   if int(r["epoch"]) == summary["best"]["epoch"])
     capsys.readouterr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert main(["eval", "--weights", str(tmp_path / "run" / "best.safetensors")]) == 0
-        image = next((tmp_path / "run" / "samples").glob("*.png"))
-        assert main(["predict", str(image), "--weights", str(tmp_path / "run" / "best.safetensors"),
-                     "--topk", "1"]) == 0
-    out = capsys.readouterr().out
+    assert main(["eval", "--weights", str(tmp_path / "run" / "best.safetensors")]) == 0
+    image = next((tmp_path / "run" / "samples").glob("*.png"))
+    assert main(["predict", str(image), "--weights", str(tmp_path / "run" / "best.safetensors"),
+                 "--topk", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err  # the CLI shows effnet's warnings as `effnet: warning: ...` lines
     assert f" {float(logged['top1']):.2f} " in out
     assert image.name in out

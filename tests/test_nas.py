@@ -2,6 +2,7 @@
 the rewards match hand-computed values, a 3-trial search writes a best.json that `effnet train`
 trains, and bad input ends in one line with exit 2."""
 
+import contextlib
 import csv
 import json
 import math
@@ -167,3 +168,16 @@ def test_pareto_front_keeps_the_undominated_candidates():
     pts = [(80.0, 1.0, 1.0), (79.0, 1.1, 1.1), (85.0, 1.5, 0.9), (80.0, 1.0, 1.0), (70.0, 0.5, 2.0)]
     # (79, 1.1, 1.1) is worse than (80, 1.0, 1.0) in all three; equal points keep each other
     assert pareto(pts) == [True, False, True, True, True]
+
+
+def test_an_output_dir_with_url_characters_holds_its_study(tmp_path, capsys):
+    # ?, #, % and {} mean something in a URL (and to optuna, which formats the URL): the default
+    # storage must still be the study.db inside --output, and nothing may appear beside it
+    out = tmp_path / "runs" / "a?b#c%41{x} d"
+    assert main(["search", "nas", *FAST, "--trials", "1", "--output", str(out)]) == 0
+    assert (out / "study.db").is_file()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [out.name]
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as db:  # the search's own study
+        assert db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone() == (1,)

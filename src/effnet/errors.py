@@ -1,9 +1,14 @@
 """The one exception type that means "the user asked for something wrong"; the CLI prints its
-message as a single line and exits 2 instead of showing a traceback."""
+message as a single line and exits 2 instead of showing a traceback. And the one warning type
+effnet gives the user, which the CLI shows as one line (other libraries' warnings it hides)."""
 
 
 class UserError(Exception):
     pass
+
+
+class EffnetWarning(UserWarning):
+    """Something effnet itself tells the user (a skipped image, a setting changed to fit weights)."""
 
 
 def error_line(e: BaseException, limit: int = 200) -> str:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
+from .arch.config import ModelConfig
 from .arch.spec import Preprocess
 from .errors import UserError
-from .models import create_model, load_config_file
+from .models import create_model, load_config_file, named_config
 from .nn.model import EfficientNet
 from .weights import load_weights, read_metadata, saved_config
 
@@ -17,7 +18,8 @@ RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
 
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
-                       pretrained: str | None = None) -> tuple[EfficientNet, list[str] | None]:
+                       pretrained: str | None = None, *, fallback_classes: int | None = None,
+                       ) -> tuple[EfficientNet, list[str] | None]:
     """An eval-mode model and its class names (None when unknown).
 
     `pretrained` (a tag or model name of `effnet models --pretrained`) loads published weights
@@ -26,7 +28,10 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
     Otherwise the network is rebuilt from the weights' own model config when there is one: a run's
     `spec.json` beside the weights, or the config effnet writes into every safetensors file. So
     scaled, searched or fine-tuned models need no name and keep the BN settings they were trained
-    with. Otherwise `model_name` is built with the class count of `num_classes`, the weights, or 1000.
+    with; a `model_name` given too must name the same network (`ModelConfig.layers`), or this is
+    a UserError rather than a silent choice of one of them. Weights without a config build
+    `model_name` with the class count of `num_classes`, the weights, `fallback_classes` or 1000.
+    A `num_classes` the weights do not have is refused either way.
     """
     if pretrained is not None:
         if weights is not None:
@@ -37,15 +42,14 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
         return load_exported(weights)
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
-    classes = None
-    config = None
-    run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
-    if model_name is None and run_spec is not None and run_spec.is_file():
-        config = load_config_file(str(run_spec))
-        classes = _run_classes(run_spec)
-    elif model_name is None and weights is not None:
-        config = saved_config(read_metadata(weights))
+    config, classes, source = _saved_config(weights)
     if config is not None:
+        if model_name is not None and named_config(model_name).layers() != config.layers():
+            raise UserError(f"--model {model_name} is not the network of {weights}: {source} "
+                            f"says {config.spec.name}; drop --model to build that, or give "
+                            f"weights of {model_name}")
+        if num_classes is not None:  # one the weights lack: load_weights refuses it
+            config = config.with_(num_classes=num_classes)
         model = EfficientNet.from_config(config)
         load_weights(model, weights)
     else:
@@ -53,9 +57,20 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
             raise UserError("--model is required (the weights carry no model config)")
         if num_classes is None and weights is not None:
             meta = read_metadata(weights)
-            num_classes = int(meta["num_classes"]) if "num_classes" in meta else None
+            num_classes = int(meta["num_classes"]) if "num_classes" in meta else fallback_classes
         model = create_model(model_name, num_classes=num_classes, weights=weights)
     return model.eval(), classes
+
+
+def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] | None, str]:
+    """(model config, class names, where the config was found) that come with a weights file: its
+    run's spec.json, else the config in a safetensors file effnet wrote; Nones without one."""
+    if weights is None:
+        return None, None, ""
+    run_spec = weights.parent / RUN_SPEC_FILE
+    if run_spec.is_file():
+        return load_config_file(str(run_spec)), _run_classes(run_spec), f"its run's {run_spec}"
+    return saved_config(read_metadata(weights)), None, "the config saved in it"
 
 
 def _run_classes(run_spec: Path) -> list[str] | None:
@@ -74,14 +89,15 @@ def load_exported(path: Path):
     return load_program(path)
 
 
-def open_image(path: Path):
-    """An RGB PIL image (any mode, 16-bit, alpha, EXIF-rotated), or one clear error line."""
+def open_image(path: Path, size: int | None = None):
+    """An RGB PIL image (any mode, 16-bit, alpha, EXIF-rotated), or one clear error line; a JPEG
+    decoded at no less than `size` px a side (None: in full)."""
     from .data.images import READ_ERRORS, load_rgb
 
     if not path.is_file():
         raise UserError(f"no such image: {path}")
     try:
-        return load_rgb(path)
+        return load_rgb(path, size)
     except READ_ERRORS as e:
         raise UserError(f"cannot read image {path}: {e}") from None
 
@@ -89,4 +105,5 @@ def open_image(path: Path):
 def preprocess_image(path: Path, pre: Preprocess, size: int | None = None) -> torch.Tensor:
     from .data import eval_transform
 
-    return eval_transform(pre, size or pre.eval_size)(open_image(path))
+    transform = eval_transform(pre, size or pre.eval_size)
+    return transform(open_image(path, transform.decode_size))

@@ -93,6 +93,13 @@ def model_config(name: str, num_classes: int | None = None, in_chans: int | None
         raise UserError(str(e)) from None
 
 
+def named_config(name: str) -> ModelConfig:
+    """The config `create_model(name)` starts from; a tagged name ("efficientnet_b0.ra_in1k")
+    is its pretrained row's model."""
+    row = _pretrained_row(name, False)
+    return model_config(row.model if row is not None else name)
+
+
 def get_spec(name: str) -> NetSpec:
     return resolve(name)[0]
 

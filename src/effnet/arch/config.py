@@ -38,6 +38,13 @@ class ModelConfig:
     def with_(self, **changes) -> ModelConfig:
         return replace(self, **changes)
 
+    def layers(self) -> tuple:
+        """What a weights file fits and computes with: the stem, stages, head, activation and
+        padding. Not the name, the preprocessing, regularisation rates, BN settings or the class
+        count, which a fine-tune or a pretrained tag changes on the same network."""
+        s = self.spec
+        return s.stem, s.stages, s.head, s.act, self.tf_padding
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["spec"] = spec_to_dict(self.spec)

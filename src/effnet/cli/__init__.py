@@ -10,6 +10,7 @@ import argparse
 import errno
 import importlib
 import sys
+import warnings
 
 # one module per group of commands, loaded only when its command runs (keeps `effnet -h` fast)
 COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds", "deploy_cmds")
@@ -25,6 +26,31 @@ def one_line(text: str) -> str:
 
 def _fail(message: str) -> None:
     print(f"effnet: error: {one_line(message)}", file=sys.stderr)
+
+
+def _warn_as_effnet(show_other):
+    def show(message, category, filename, lineno, file=None, line=None):
+        from ..errors import EffnetWarning
+
+        if issubclass(category, EffnetWarning):
+            print(f"effnet: warning: {one_line(message)}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+    return show
+
+
+def _only_effnet_warnings() -> None:
+    """effnet's own warnings as one line each; other libraries' warnings hidden. A refusal is one
+    line, and torch's "Detected pickle protocol" under a refused .pth or PIL's bomb warning under
+    a refused image would add lines about the libraries' internals. Python's -W and PYTHONWARNINGS
+    (sys.warnoptions) still decide when given: `PYTHONWARNINGS=default effnet ...` shows all.
+    Call inside warnings.catch_warnings(); forked DataLoader workers inherit it."""
+    from ..errors import EffnetWarning
+
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("default", EffnetWarning)
+    warnings.showwarning = _warn_as_effnet(warnings.showwarning)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            _only_effnet_warnings()
+            return int(args.run(args) or 0)
     except UserError as e:
         _fail(str(e))
         return 2

@@ -149,7 +149,8 @@ def cmd_predict(args) -> int:
     k = min(args.topk, model.num_classes)
     for i, path in enumerate(args.images):
         x = preprocess_image(path, model.spec.preprocess)
-        if i == 0 and args.weights is None:  # once the input is known good, before any answer
+        # once the input is known good, before any answer; --pretrained loads published weights
+        if i == 0 and args.weights is None and args.pretrained is None:
             print("effnet: warning: no --weights given: these predictions come from random weights",
                   file=sys.stderr)
         with torch.inference_mode():

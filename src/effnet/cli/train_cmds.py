@@ -229,7 +229,7 @@ def _ema_sibling(weights: Path) -> Path | None:
 
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
-    from ..inference import RUN_SPEC_FILE, load_for_inference
+    from ..inference import load_for_inference
     from ..tables import text_table
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
@@ -237,7 +237,7 @@ def cmd_eval(args) -> int:
     if args.pretrained is not None:
         if args.weights is not None:
             raise UserError("give either --weights or --pretrained, not both")
-        files, model_name = [("pretrained", args.pretrained)], args.model
+        files = [("pretrained", args.pretrained)]
     else:
         if args.weights is None:
             raise UserError("--weights or --pretrained is required")
@@ -246,19 +246,21 @@ def cmd_eval(args) -> int:
             weights = weights / "best.safetensors"
         if not weights.is_file():
             raise UserError(f"no such weights file: {weights}")
-        model_name = None if (weights.parent / RUN_SPEC_FILE).is_file() else args.model
         ema = _ema_sibling(weights)
         files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
     splits = load_data(args.data, val_split=args.val_split, download=args.download,
                        strict=args.strict)
+    # one class is label 0 for every image, whatever class 0 of the model is: no score means anything
+    splits.require_two_classes()
     world = World(device=pick_device(args.device))
     rows = []
     for label, path in files:
         if label == "pretrained":  # the published class count unless --num-classes says otherwise
-            model, classes = load_for_inference(model_name, None, args.num_classes, pretrained=path)
+            model, classes = load_for_inference(args.model, None, args.num_classes, pretrained=path)
         else:
-            model, classes = load_for_inference(model_name, path, args.num_classes or (
-                len(splits.classes) if model_name else None))
+            # a --model must name the network the weights' config (or run) says
+            model, classes = load_for_inference(args.model, path, args.num_classes,
+                                                fallback_classes=len(splits.classes))
         if model.num_classes < len(splits.classes):
             raise UserError(f"{path} has {model.num_classes} classes but {splits.name} has "
                             f"{len(splits.classes)}")

@@ -16,6 +16,8 @@ How val is chosen:
   train+val for training, as the papers).
 Unreadable images are found when the folder is loaded and skipped with one warning (or, strict,
 raise UserError naming the first), so a DataLoader worker never meets one it did not expect.
+Images claiming more than images.MAX_PIXELS are refused; a large JPEG is decoded only as large
+as its transform needs (`Transformed` passes the transform's `decode_size`; images.py says how).
 """
 
 from .datasets import (

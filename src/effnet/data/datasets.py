@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .folders import scan_folder
+from .images import decoding_for
 from .public import PUBLIC, load_public
 
 VAL_DIRS = ("val", "valid", "validation", "test")
@@ -27,6 +28,14 @@ class DataSplits:
     val: Dataset
     classes: list[str]
     name: str  # "digits", "imagefolder:/abs/path", "cifar10", ...
+
+    def require_two_classes(self) -> None:
+        """Refuse data of one class: a one-class classifier is right whatever it sees, so training
+        or evaluating it reports a meaningless 100 %. Only a folder can have one class."""
+        if len(self.classes) < 2:
+            where = self.name.removeprefix("imagefolder:")
+            raise UserError(f"{where} has a single class, {self.classes[0]!r}: a classifier needs "
+                            "at least 2 classes (with one it scores 100 % whatever it learns)")
 
 
 class ArrayImages(Dataset):
@@ -75,7 +84,9 @@ class Transformed(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int):
-        image, label = self.base[index]
+        # a JPEG is decoded only as large as the transform needs (Pipeline.decode_size)
+        with decoding_for(getattr(self.transform, "decode_size", None)):
+            image, label = self.base[index]
         return (image if self.transform is None else self.transform(image)), label
 
 

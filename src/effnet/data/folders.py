@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..errors import UserError
+from ..errors import EffnetWarning, UserError
 from .images import IMG_EXTENSIONS, READ_ERRORS, check_images, is_image_name, load_rgb
 
 
@@ -40,7 +40,7 @@ class ImageFiles(Dataset):
                 if self.strict:
                     raise UserError(f"cannot read image {path}: {e}") from None
                 warnings.warn(f"cannot read image {path} ({e}); using the next sample instead",
-                              stacklevel=2)
+                              EffnetWarning, stacklevel=2)
         raise UserError(f"{k + 1} images in a row are unreadable, the last {path}")
 
 
@@ -61,10 +61,29 @@ def list_classes(root: Path) -> list[str]:
     return classes
 
 
-def _files_of(class_dir: Path) -> list[str]:
+def _first_visit(path: str | Path, seen: set[tuple[int, int]]) -> bool:
+    """True the first time the real directory behind `path` (links followed) is met."""
+    try:
+        st = os.stat(path)
+    except OSError:  # a dangling link or a folder we may not read: os.walk skips it as well
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _files_of(class_dir: Path, seen: set[tuple[int, int]]) -> list[str]:
+    """Image files below class_dir, symlinks followed, each real directory listed once (`seen`
+    holds the ones met so far in the whole tree, class folders first): a link back to an ancestor
+    would otherwise be walked ~40 levels deep (until the path cannot be resolved), listing every
+    image again at each level, and two such links make the walk exponential; the copies could
+    land in both train and val. A link into another class folder is not followed either."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = [d for d in sorted(dirnames)
+                       if not d.startswith(".") and _first_visit(os.path.join(dirpath, d), seen)]
         found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_name(f))
     return found
 
@@ -82,7 +101,12 @@ def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = Fal
             raise UserError(f"{root} has class folder(s) that training data lacks: "
                             f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
     index = {c: i for i, c in enumerate(classes)}
-    per_class = {c: _files_of(root / c) for c in own}
+    seen: set[tuple[int, int]] = set()
+    for c in own:
+        if not _first_visit(root / c, seen):
+            raise UserError(f"class folder {root / c} is another class's folder (a link): the "
+                            "same images cannot have two labels")
+    per_class = {c: _files_of(root / c, seen) for c in own}
     if not any(per_class.values()):
         raise UserError(f"no images found under {root} (looked for {', '.join(IMG_EXTENSIONS)})")
     for c, files in per_class.items():
@@ -98,7 +122,7 @@ def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = Fal
             raise UserError(f"unreadable image {first} ({why})"
                             + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
         warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(samples)} under {root} "
-                      f"(first: {first}: {why})", stacklevel=3)
+                      f"(first: {first}: {why})", EffnetWarning, stacklevel=3)
         bad_set = {f for f, _ in bad}
         samples = [s for s in samples if s[0] not in bad_set]
         left = Counter(label for _, label in samples)

@@ -108,6 +108,15 @@ class Cutout(torch.nn.Module):
         return f"half={self.half}"
 
 
+class Pipeline(v2.Compose):
+    """v2.Compose that knows the short side (px) its input needs, `decode_size`: a JPEG decoded
+    at that size instead of in full gives nearly the same output (images.decoding_for)."""
+
+    def __init__(self, transforms: list, decode_size: int | None):
+        super().__init__(transforms)
+        self.decode_size = decode_size
+
+
 def _interpolation(name: str) -> InterpolationMode:
     try:
         return InterpolationMode(name.lower())
@@ -123,7 +132,7 @@ def _to_normalised(pre: Preprocess) -> list:
 def train_transform(pre: Preprocess, size: int, *, randaug_magnitude: float | None = None,
                     randaug_ops: int = 2, hflip: bool = True,
                     scale: tuple[float, float] | None = (0.08, 1.0),
-                    cutout: bool = False) -> v2.Compose:
+                    cutout: bool = False) -> Pipeline:
     """PIL RGB image -> float32 (3, size, size) tensor normalised by pre.mean/std.
 
     Random resized crop (area in `scale`, aspect 3/4..4/3, pre.interpolation; scale=None means a
@@ -133,9 +142,14 @@ def train_transform(pre: Preprocess, size: int, *, randaug_magnitude: float | No
     interp = _interpolation(pre.interpolation)
     if scale is None:
         steps = [v2.Resize((size, size), interpolation=interp, antialias=True)]
+        decode = size
     else:
         steps = [v2.RandomResizedCrop(size, scale=tuple(scale), interpolation=interp,
                                       antialias=True)]
+        # Crops are drawn from the whole image, so its decode must hold the pixels of the smallest
+        # one (area scale[0], aspect 3/4) at `size` a side: a short side of size / sqrt(3/4 *
+        # scale[0]), 4.1 x size at the papers' 0.08. A large photo still decodes at 1/2..1/8.
+        decode = math.ceil(size / math.sqrt(0.75 * scale[0])) if scale[0] > 0 else None
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     if randaug_magnitude is not None:
@@ -143,10 +157,10 @@ def train_transform(pre: Preprocess, size: int, *, randaug_magnitude: float | No
     steps += _to_normalised(pre)
     if cutout:
         steps.append(Cutout(size // 4))
-    return v2.Compose(steps)
+    return Pipeline(steps, decode)
 
 
-def eval_transform(pre: Preprocess, size: int) -> v2.Compose:
+def eval_transform(pre: Preprocess, size: int) -> Pipeline:
     """PIL RGB image -> float32 (3, size, size) tensor, as timm evaluates: resize to
     floor(size / crop_pct) (the short side for crop_mode "center", both sides for "squash", as
     V2's eval at >= 320 px, SPEC C.7) and center crop size."""
@@ -154,4 +168,4 @@ def eval_transform(pre: Preprocess, size: int) -> v2.Compose:
     scale = math.floor(size / pre.crop_pct)
     steps = [v2.Resize((scale, scale) if pre.crop_mode == "squash" else scale, interpolation=interp,
                        antialias=True), v2.CenterCrop(size)]
-    return v2.Compose(steps + _to_normalised(pre))
+    return Pipeline(steps + _to_normalised(pre), decode_size=scale)  # resized to `scale` first

@@ -93,9 +93,10 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         raise UserError(f"--output {out} is a file, not a directory")
     if cfg.storage is None:
         out.mkdir(parents=True, exist_ok=True)
-    url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = cfg.storage or st.sqlite_url(out / "study.db")
     storage = st.open_storage(url, cfg.heartbeat)  # a bad URL fails before minutes of counting
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
+    splits.require_two_classes()
     counter = MacCounter(num_classes=len(splits.classes))
     base_macs, measured, trained = candidates(base, cfg.phi, cfg.grid_step, cfg.tolerance,
                                               counter, progress=cfg.progress)

@@ -117,6 +117,7 @@ def run_experiment(base: NetSpec, ratios: list[float], proxy: Proxy, output: Pat
     from ..data import load_data
 
     splits = load_data(proxy.data)
+    splits.require_two_classes()
     counter = MacCounter(num_classes=len(splits.classes))
     res0 = base.preprocess.eval_size
     base_macs = counter(base, res0)

@@ -201,12 +201,11 @@ def run_nas(cfg: NasConfig) -> NasResult:
         raise UserError(f"--output {out} is a file, not a directory")
     if cfg.storage is None:
         out.mkdir(parents=True, exist_ok=True)
-    url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = cfg.storage or st.sqlite_url(out / "study.db")
     storage = st.open_storage(url, cfg.heartbeat)
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
+    splits.require_two_classes()
     n_classes = len(splits.classes)
-    if n_classes < 2:
-        raise UserError(f"{splits.name}: a search needs at least 2 classes (found {n_classes})")
     out.mkdir(parents=True, exist_ok=True)
     name = cfg.study or f"nas-{cfg.space}-{base.name}"
     study = st.open_study(name, storage, url, _sampler(cfg.sampler, cfg.proxy.seed))

@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import sqlalchemy as sa
@@ -33,6 +34,13 @@ CLAIMS_TABLE = sa.Table(
 )
 PARAM = "candidate"
 INTERRUPTED = "interrupted"
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL of a SQLite file, built by SQLAlchemy: it escapes what a URL would read otherwise
+    (`?` starts the query, `#` a fragment, `%` an escape; optuna also formats `{...}`)."""
+    return sa.engine.URL.create("sqlite", database=str(path.resolve())).render_as_string(
+        hide_password=False)
 
 
 def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:

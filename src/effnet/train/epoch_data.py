@@ -39,6 +39,7 @@ def load_splits(opts: RunOptions, recipe: Recipe) -> tuple[Dataset, Dataset, lis
 
     splits = load_data(opts.data, val_split=opts.val_split, download=opts.download,
                        strict=opts.strict, seed=recipe.seed)
+    splits.require_two_classes()
     train = _subset(splits.train, opts.train_subset, recipe.seed)
     val = _subset(splits.val, opts.val_subset, recipe.seed + 1)
     if len(train) == 0 or len(val) == 0:

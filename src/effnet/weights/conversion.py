@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import EffnetWarning, UserError
 from ..nn.layers import SqueezeExcite
 from .files import clean_state_dict, load_state_dict_file, read_metadata
 from .sources import detect_format, source
@@ -208,7 +208,7 @@ def _match_source_conventions(model: nn.Module, fmt: str, meta: Mapping[str, str
         model.set_bn_eps(eps)  # recorded in model.config, so the run saves and resumes with it
         warnings.warn(f"{fmt} weights were trained with BatchNorm eps {eps:g}; set it on every "
                       f"BatchNorm layer (was {', '.join(f'{e:g}' for e in sorted(old))})",
-                      stacklevel=3)
+                      EffnetWarning, stacklevel=3)
     if source(fmt).tf_padding(meta) and not model.tf_padding:
         warnings.warn(f"{fmt} weights were trained with TensorFlow 'same' padding; build the tf_ "
-                      f"model of this name for exact results", stacklevel=3)
+                      f"model of this name for exact results", EffnetWarning, stacklevel=3)
