@@ -1,9 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
-Every file effnet saves goes through `atomic_write`: the writer fills `.NAME.PID.tmp` beside the
-file, which is fsynced and renamed over it. A writer that dies (SIGKILL, power loss) leaves its
-temporary behind; the next write of the same file removes it, and any other temporary of that
-file whose process is gone. Nothing else in the directory is touched.
+Every file effnet writes itself goes through `atomic_write`: the writer fills `.NAME.PID.tmp`
+beside the file, which is fsynced and renamed over it. A writer that dies (SIGKILL, power loss)
+leaves its temporary behind; the next write of the same file removes it, and any other temporary
+of that file whose process is gone. Nothing else in the directory is touched.
 
 For fault tests, `EFFNET_FAULT_KILL=NAME:N:BYTES` makes the N-th atomic write of a file called
 NAME (in this process) leave only the first BYTES bytes of what its writer produced in the
