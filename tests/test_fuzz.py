@@ -164,21 +164,38 @@ def test_safetensors_headers(tmp_path, data):
 
 
 class _Evil:
+    """Unpickling this creates the directory `marker` (os.mkdir): a trace if the pickle ever ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.mkdir, (self.marker,))
+
+
+# (what a .pth holds around the pickled object, whether it holds the object at all)
+_FOREIGN = [(lambda evil: evil, True), (lambda evil: {"w": evil}, True),
+            (lambda evil: {"state_dict": {"w": torch.zeros(1), "x": evil}}, True),
+            (lambda evil: [torch.zeros(1)], False), (lambda evil: "text", False), (lambda evil: 3, False)]
 
 
 @FUZZ
-@given(payload=st.sampled_from([_Evil(), {"w": _Evil()}, {"state_dict": {"w": torch.zeros(1), "x": _Evil()}},
-                                [torch.zeros(1)], "text", 3]),
-       protocol=st.integers(2, 5))
-def test_pth_with_foreign_objects_is_refused(tmp_path, payload, protocol):
+@given(foreign=st.sampled_from(_FOREIGN), protocol=st.integers(2, 5))
+def test_pth_with_foreign_objects_is_refused(tmp_path, foreign, protocol):
+    wrap, runs_code = foreign
+    marker = tmp_path / "pwned"
     buf = io.BytesIO()
-    torch.save(payload, buf, pickle_protocol=protocol)
+    torch.save(wrap(_Evil(marker)), buf, pickle_protocol=protocol)
     path = tmp_path / "x.pth"
     path.write_bytes(buf.getvalue())
     with pytest.raises(UserError):
         load_state_dict_file(path)
+    assert not marker.exists()
+    # the file is really hostile: an unsafe load of it runs the code (so this test could fail)
+    torch.load(path, weights_only=False)
+    assert marker.exists() == runs_code
+    if runs_code:
+        marker.rmdir()
 
 
 @FUZZ

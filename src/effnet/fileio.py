@@ -1,8 +1,14 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
+Every file effnet writes itself goes through `atomic_write`: the writer fills `.NAME.PID.tmp`
+beside the file, which is fsynced and renamed over it. A writer that dies (SIGKILL, power loss)
+leaves its temporary behind; the next write of the same file removes it, and any other temporary
+of that file whose process is gone. Nothing else in the directory is touched.
+
 For fault tests, `EFFNET_FAULT_KILL=NAME:N:BYTES` makes the N-th atomic write of a file called
-NAME (in this process) write only its first BYTES bytes to the temporary file, fsync them, and
-SIGKILL the process: a real death half-way through a save, with the half file on disk.
+NAME (in this process) leave only the first BYTES bytes of what its writer produced in the
+temporary file, fsync them, and SIGKILL the process: a real death half-way through a save, with the
+half file on disk. It applies to every writer (bytes, ONNX, .pt2, the run's weight links).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def _injected_death(path: Path) -> int | None:
-    """Bytes to write before dying, when EFFNET_FAULT_KILL names this write; else None."""
+    """Bytes to leave before dying, when EFFNET_FAULT_KILL names this write; else None."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return None
@@ -42,32 +48,64 @@ def _injected_death(path: Path) -> int | None:
     return int(nbytes) if _writes[name] == int(nth) else None
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
-    """Have `write` fill a temporary file beside `path` (named to end in `suffix`, for writers that
-    insist on one), fsync it, rename it over `path`, fsync the directory. Every file effnet saves
-    goes through here."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    tmp.unlink(missing_ok=True)  # left by a killed process of the same pid
+def _die_half_written(tmp: Path, nbytes: int) -> None:
+    with open(tmp, "rb") as f:
+        head = f.read(nbytes)
+    tmp.unlink()  # the writer may have made a hard link (link_or_copy): never cut its source
+    with open(tmp, "wb") as f:
+        f.write(head)
+        f.flush()
+        os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove `.NAME.PID.tmp` beside `path` left by a dead writer (or by an earlier process
+    with this pid): exactly this module's temporary names for this file, never another file."""
+    head, tail = f".{path.name}.", ".tmp"
+    try:
+        names = os.listdir(path.parent)
+    except OSError:  # no directory yet: the write itself will say why it cannot go there
+        return
+    for name in names:
+        pid = name[len(head):-len(tail)]
+        if name.startswith(head) and name.endswith(tail) and pid.isdigit() and (
+                int(pid) == os.getpid() or not _alive(int(pid))):
+            (path.parent / name).unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a temporary file beside `path`, fsync it, rename it over `path`, fsync
+    the directory. An OSError (a full disk) names `path`, not the temporary, and leaves `path` as
+    it was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_temporaries(path)
+    die_after = _injected_death(path)
     try:
         write(tmp)
+        if die_after is not None:
+            _die_half_written(tmp, die_after)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno is not None and (e.filename is None or Path(e.filename) == tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    die_after = _injected_death(path)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            if die_after is not None:
-                f.write(data[:die_after])
-                f.flush()
-                os.fsync(f.fileno())
-                os.kill(os.getpid(), signal.SIGKILL)
-            f.write(data)
-
-    atomic_write(path, write)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

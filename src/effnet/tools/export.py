@@ -25,7 +25,7 @@ from torch import nn
 
 from ..arch.spec import NetSpec, spec_from_dict, spec_to_dict
 from ..errors import UserError, error_line
-from ..fileio import atomic_write
+from ..fileio import atomic_write, atomic_write_bytes
 from .fuse import fuse_conv_bn
 
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}
@@ -127,9 +127,11 @@ def save_onnx(model: nn.Module, path: Path, size: int, dynamic: frozenset[str], 
 
 
 def save_program(program, path: Path, meta: dict[str, str]) -> Path:
-    """torch.export.save with effnet's metadata as an extra file; atomic."""
-    atomic_write(path, lambda tmp: torch.export.save(  # torch wants the .pt2 suffix
-        program, str(tmp), extra_files={META_FILE: json.dumps(meta)}), suffix=".pt2")
+    """torch.export.save with effnet's metadata as an extra file; atomic. Saved to memory first:
+    torch's zip writer, writing to a file on a full disk, aborts the whole process."""
+    buf = io.BytesIO()
+    torch.export.save(program, buf, extra_files={META_FILE: json.dumps(meta)})
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fileio import atomic_write
+
 
 def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
                steps_per_epoch: int) -> list[Path]:
@@ -32,7 +34,7 @@ def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
             ax.legend()
         fig.tight_layout()
         path = run_dir / name
-        fig.savefig(path, dpi=100)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
         out.append(path)
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write, atomic_write_bytes
 from ..inference import RUN_SPEC_FILE
 from .distributed import World, broadcast_object
 from .metrics import summary_table
@@ -126,7 +127,7 @@ def finish(t: Trainer, summary: dict) -> None:
         out.mkdir(exist_ok=True)
         for i in range(min(t.opts.save_samples, len(t.val_raw))):
             image, label = t.val_raw[i]
-            image.save(out / f"{i:03d}_{t.classes[label]}.png")
+            atomic_write(out / f"{i:03d}_{t.classes[label]}.png", partial(image.save, format="PNG"))
     save_plots(t.run_dir, t.state.history, t.schedule.curve(), t.steps_per_epoch)
     atomic_write_bytes(t.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1).encode())
     print()
