@@ -27,6 +27,9 @@ def _proxy_flags(p: argparse.ArgumentParser, base_required: bool = True) -> None
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.add_argument("-j", "--workers", type=nonneg_int, default=None)
+    g.add_argument("--ckpt-every-steps", type=nonneg_int, default=0,
+                   help="also checkpoint every N steps, so that a killed worker's candidate is "
+                   "resumed from there by the worker that retries it (default: epoch ends)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -89,7 +92,7 @@ def _proxy(args):
     return Proxy(recipe=args.recipe, epochs=args.budget_epochs, data=args.data,
                  train_subset=args.train_subset, val_subset=args.val_subset,
                  batch_size=args.batch_size, seed=args.seed, device=args.device,
-                 workers=args.workers)
+                 workers=args.workers, ckpt_every_steps=args.ckpt_every_steps)
 
 
 def cmd_search_compound(args) -> int:

@@ -74,10 +74,9 @@ def prepare_base(name: str, base_phi: float | None, base_size: int | None, proxy
 
 
 def _config_record(cfg: SearchConfig, base: NetSpec, keys: list[str]) -> dict:
-    proxy = {k: v for k, v in cfg.proxy.to_dict().items() if k not in ("device", "workers")}
     return {"base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.preprocess.eval_size,
             "phi": cfg.phi, "grid_step": cfg.grid_step, "tolerance": cfg.tolerance,
-            "proxy": proxy, "candidates": keys}
+            "proxy": cfg.proxy.study_record(), "candidates": keys}
 
 
 def run_search(cfg: SearchConfig) -> SearchResult:

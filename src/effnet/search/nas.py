@@ -122,9 +122,8 @@ def _sampler(name: str, seed: int):
 
 
 def _config_record(cfg: NasConfig, base: NetSpec) -> dict:
-    proxy = {k: v for k, v in cfg.proxy.to_dict().items() if k not in ("device", "workers")}
     return {"kind": "nas", "space": cfg.space, "base": cfg.base, "base_phi": cfg.base_phi,
-            "base_size": base.preprocess.eval_size, "proxy": proxy,
+            "base_size": base.preprocess.eval_size, "proxy": cfg.proxy.study_record(),
             "objective": vars(cfg.objective), "time_batch": cfg.time_batch}
 
 
