@@ -46,6 +46,8 @@ def _add_study_flags(g, study: str, output: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..search.study import CONTINUE
+
     p = sub.add_parser("search", help="searches: compound-scaling coefficients")
     ssub = p.add_subparsers(dest="search_kind", required=True, parser_class=type(p))
     c = ssub.add_parser(
@@ -65,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trials", type=positive_int, default=None,
                    help="trials this worker runs (default: until every candidate is done)")
     _add_study_flags(g, study="compound-BASE-phiN", output="runs/search-BASE")
-    c.set_defaults(run=cmd_search_compound)
+    c.set_defaults(run=cmd_search_compound, stop_hint=CONTINUE)  # polls signals (cli._run)
     _register_nas(ssub)
 
     p = sub.add_parser("experiment", help="experiments: scaling one dimension vs compound")
@@ -133,6 +135,7 @@ def _register_nas(ssub) -> None:
     from ..search.nas import SAMPLERS
     from ..search.reward import OBJECTIVES, V_PARAMS, W_FLOPS, W_TIME
     from ..search.space import SPACES
+    from ..search.study import CONTINUE
 
     n = ssub.add_parser(
         "nas", help="training-aware architecture search (EfficientNetV2 section 3.3)",
@@ -162,7 +165,7 @@ def _register_nas(ssub) -> None:
     g.add_argument("--time-batch", type=positive_int, default=16,
                    help="batch for timing each candidate's train step (default 16)")
     _add_study_flags(g, study="nas-SPACE-BASE", output="runs/nas-SPACE")
-    n.set_defaults(run=cmd_search_nas)
+    n.set_defaults(run=cmd_search_nas, stop_hint=CONTINUE)
 
 
 def cmd_search_nas(args) -> int:
