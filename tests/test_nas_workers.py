@@ -1,7 +1,8 @@
 """The NAS study survives interruptions and shares work: a stopped search resumes with exactly the
-remaining trials, and two worker processes on one SQLite study both train and never train the
-same spec."""
+remaining trials, two worker processes on one SQLite study both train and never train the same
+spec, and a worker killed mid-training has its candidate resumed by the worker that retries it."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -15,8 +16,10 @@ import optuna
 import pytest
 
 import procs
+from effnet.fileio import FAULT_ENV
 from effnet.search.nas import NasConfig, run_nas
 from effnet.search.proxy import Proxy
+from test_train_faults import assert_same_run
 
 STUDY = "nas-b0-efficientnet_b0-phi-6"
 CFG = dict(space="b0", base="efficientnet_b0", base_phi=-6.0, base_size=32, time_batch=8,
@@ -120,3 +123,31 @@ def test_ctrl_c_mid_trial_is_queued_again_and_the_search_ends_with_exactly_n(tmp
     assert first | {key} < done and len(done) == 3  # the stopped candidate was trained, not lost
     counts = trainings(out)
     assert counts[key] >= 1 and all(n == 1 for k, n in counts.items() if k != key)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_training_is_resumed_by_the_worker_that_retries_its_trial(tmp_path):
+    out, ref = tmp_path / "shared", tmp_path / "ref"
+    args = ("--trials", "1", "--heartbeat", "1", "--ckpt-every-steps", "1")  # 4 steps a candidate
+    # worker A dies (SIGKILL) while publishing its candidate's step-2 checkpoint: mid-training,
+    # every time, with the step-1 checkpoint published
+    a = procs.run(nas_cli(out, *args), env={**env(), FAULT_ENV: "LATEST:2:5"})
+    assert a.returncode == -signal.SIGKILL, a.stderr
+    [run] = [p.parent.parent for p in (out / "trials").glob("*/checkpoints/LATEST")]
+    assert json.loads((run / "checkpoints" / "LATEST").read_text())["global_step"] == 1
+    assert not (run / "summary.json").exists()
+
+    # worker B, on the same study and output directory (one machine), finds A's trial stale and
+    # retries it: the run resumes from step 1 and ends as an uninterrupted run of the candidate
+    b = procs.run(nas_cli(out, *args), env=env())
+    assert b.returncode == 0, b.stderr
+    trials = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}").get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    killed, retry = trials
+    assert retry.system_attrs["failed_trial"] == killed.number
+    assert retry.user_attrs["candidate"] == killed.user_attrs["candidate"] == run.name
+    log = (run.parent / f"{run.name}.log").read_text()
+    assert log.count("effnet train: training ") == 1 and log.count("effnet train: resuming ") == 1
+    uninterrupted = procs.run(nas_cli(ref, *args), env=env())
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert_same_run(ref / "trials" / run.name, run)

@@ -5,17 +5,18 @@ its own output directory, as on two machines), and a killed worker's trial retri
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 import procs
+from effnet.fileio import FAULT_ENV
 from test_nas_workers import trainings  # how often each candidate was trained, from the logs
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the PostgreSQL driver (effnet[distributed]) "
@@ -80,10 +81,10 @@ def pg_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def worker(argv: list[str], out: Path, url: str, *extra: str, **kw) -> subprocess.Popen:
+def worker(argv: list[str], out: Path, url: str, *extra: str, **env) -> subprocess.Popen:
     return procs.popen([sys.executable, "-m", "effnet", *argv, "--output", str(out), "--storage", url,
-                        *extra], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, **kw)
+                        *extra], env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def claimed(url: str) -> list[tuple]:
@@ -100,20 +101,14 @@ def claimed(url: str) -> list[tuple]:
         engine.dispose()
 
 
-def kill_during_second_trial(argv: list[str], out: Path, url: str, *extra: str) -> int | None:
-    """Start a worker, SIGKILL it once it claimed its second candidate; that trial's number."""
+def die_during_second_trial(argv: list[str], out: Path, url: str, *extra: str) -> int:
+    """Run a worker that is SIGKILLed while it saves its second candidate's checkpoint (one per
+    candidate: one epoch each), so mid-trial every time; that trial's number."""
     before = {r[2] for r in claimed(url)}
-    p = worker(argv, out, url, *extra)
-    deadline, victim = time.time() + 180, None
-    try:
-        while time.time() < deadline and victim is None and p.poll() is None:
-            time.sleep(0.3)
-            mine = {r[2] for r in claimed(url)} - before
-            if len(mine) >= 2:  # its first trial finished, the second is training
-                victim = max(mine)
-    finally:
-        procs.kill_group(p)
-    return victim
+    [(_, err)], [code] = procs.finish_all([worker(argv, out, url, *extra,
+                                                  **{FAULT_ENV: "LATEST:2:5"})])
+    assert code == -signal.SIGKILL, err
+    return max({r[2] for r in claimed(url)} - before)
 
 
 def test_two_nas_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg_url, tmp_path):
@@ -129,13 +124,11 @@ def test_two_nas_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg
     assert set(trainings(*outs).values()) == {1} and set(trainings(*outs)) == set(keys)
 
     # a third machine joins for 2 more candidates and is killed during its second
-    victim = kill_during_second_trial(NAS, tmp_path / "machine-c", url, "--trials", "6",
-                                      "--heartbeat", "1")
-    assert victim is not None, "the worker never started a second trial"
+    victim = die_during_second_trial(NAS, tmp_path / "machine-c", url, "--trials", "6",
+                                     "--heartbeat", "1")
     killed = next(t for t in optuna.load_study(study_name=NAS_STUDY, storage=url).get_trials()
                   if t.number == victim)
-    if killed.state.name != "RUNNING":
-        pytest.skip("the worker finished its trial before it was killed")
+    assert killed.state.name == "RUNNING"  # until a worker finds its heartbeat stale
     [(out, err)], codes = procs.finish_all([worker(NAS, tmp_path / "machine-d", url, "--trials", "6",
                                                    "--heartbeat", "1")])
     assert codes == [0], err
@@ -151,8 +144,7 @@ def test_two_nas_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg
 
 def test_two_compound_workers_share_a_postgres_study_and_a_killed_trial_is_retried(pg_url, tmp_path):
     url = f"{pg_url}/compound"
-    victim = kill_during_second_trial(COMPOUND, tmp_path / "machine-c", url, "--heartbeat", "1")
-    assert victim is not None, "the worker never started a second trial"
+    victim = die_during_second_trial(COMPOUND, tmp_path / "machine-c", url, "--heartbeat", "1")
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
     results, codes = procs.finish_all(worker(COMPOUND, o, url, "--heartbeat", "1") for o in outs)
     assert codes == [0, 0], results
@@ -163,8 +155,7 @@ def test_two_compound_workers_share_a_postgres_study_and_a_killed_trial_is_retri
     assert set(fresh.values()) == {1}  # the two workers never trained the same point
     assert all(trainings(o) for o in outs)  # and both trained
     killed = next(t for t in trials if t.number == victim)
-    if killed.state.name != "FAIL":
-        pytest.skip("the worker finished its trial before it was killed")
+    assert killed.state.name == "FAIL"
     # killed mid-trial: retried once by a surviving worker; the point done before is kept
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim)
     assert retry.state.name == "COMPLETE" and retry.params == killed.params

@@ -60,7 +60,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
-def _assert_same_run(ref: Path, run: Path) -> None:
+def assert_same_run(ref: Path, run: Path) -> None:
     for name in ("last.safetensors", "last_ema.safetensors"):
         _assert_same_weights(ref / name, run / name)
     keep = ("epoch", "global_step", "images", "train_loss", "val_loss", "top1", "ema_top1")
@@ -111,7 +111,7 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_and_resumes_exactl
     assert "resuming" in done.stdout
     assert not _temporaries(run)  # the dead writer's leftovers are gone
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == [f"step-{TOTAL_STEPS:08d}"]
-    _assert_same_run(reference, run)
+    assert_same_run(reference, run)
 
 
 def _start_then_signal(run: Path, sig: int) -> tuple[subprocess.Popen, str, int]:
@@ -145,7 +145,7 @@ def test_signal_saves_a_checkpoint_exits_128_plus_n_and_resumes_exactly(tmp_path
 
     done = _train("--resume", str(run))
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_same_run(reference, run)
+    assert_same_run(reference, run)
 
 
 def _file_size_limit(nbytes: int):
@@ -174,7 +174,7 @@ def test_file_size_limit_during_a_save_keeps_the_previous_checkpoint(tmp_path, r
 
     done = _train("--resume", str(run))
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_same_run(reference, run)
+    assert_same_run(reference, run)
 
 
 def _out_of_space(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -209,7 +209,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_and_resumes_once_space
         disks.resize(disk, 4 * size)  # space freed
         done = _train("--resume", str(run))
         assert done.returncode == 0, done.stderr[-3000:]
-        _assert_same_run(reference, run)
+        assert_same_run(reference, run)
 
 
 REPORT = ("metrics.csv", "summary.json", "loss.png", "accuracy.png", "lr.png", "config.yaml", "spec.json")
@@ -233,7 +233,7 @@ def test_disk_full_while_writing_metrics_or_the_report_keeps_the_previous_files(
         filler.unlink()
         done = _train("--resume", str(run))
         assert done.returncode == 0, done.stderr[-3000:]
-        _assert_same_run(reference, run)
+        assert_same_run(reference, run)
         assert not _temporaries(run)
 
         before = _hashes(run, REPORT)

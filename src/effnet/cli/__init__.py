@@ -7,8 +7,10 @@ missing file, a bad image) ends the program with one line on stderr and exit cod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import signal
 import sys
 import warnings
 
@@ -74,16 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code. `argv` None: this process is the `effnet` program (the
+    console script, `python -m effnet`), which ends when the command does."""
     from ..errors import UserError
 
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
-        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
-    try:
-        with warnings.catch_warnings():
-            _only_effnet_warnings()
-            return int(args.run(args) or 0)
+        try:
+            return _run(argv)
+        finally:
+            if argv is None:
+                _end_on_signal()
     except UserError as e:
         _fail(str(e))
         return 2
@@ -93,9 +95,43 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a path that cannot be written (a file where a folder should be), a full disk
         _fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         return 1 if e.errno in _FAULTS else 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or a training run stopped by a signal (train/signals.py)
+    except KeyboardInterrupt as e:  # Ctrl-C, or work stopped by a signal (effnet.signals)
         print(f"effnet: {one_line(str(e) or 'interrupted')}", file=sys.stderr)
         return getattr(e, "exit_code", 130)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse and run. Building the parser imports torch (seconds): a signal meanwhile is recorded
+    (effnet.signals), not raised inside an import where a finaliser may swallow it. A command with
+    a `stop_hint` polls that record at its safe points, so it runs under the same handler; any
+    other gets Python's KeyboardInterrupt back."""
+    from ..signals import StopOnSignal
+
+    with contextlib.ExitStack() as handler:
+        stop = handler.enter_context(StopOnSignal())
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
+            return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+        how = getattr(args, "stop_hint", None)
+        if how is None:
+            handler.close()
+            stop.check("before the command started")
+        with warnings.catch_warnings():
+            _only_effnet_warnings()
+            code = int(args.run(args) or 0)
+    if how is not None:
+        stop.check(how)  # a signal after the command's last safe point
+    return code
+
+
+def _end_on_signal() -> None:
+    """From here on SIGINT and SIGTERM end the process at once by their default action: the
+    command is over, and in the second of torch's teardown that follows, Python would raise the
+    KeyboardInterrupt inside a finaliser, print it and exit 0. (A signal that came before this
+    call is raised here as a KeyboardInterrupt: signal.signal runs pending handlers first.)"""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

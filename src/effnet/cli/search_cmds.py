@@ -27,6 +27,9 @@ def _proxy_flags(p: argparse.ArgumentParser, base_required: bool = True) -> None
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.add_argument("-j", "--workers", type=nonneg_int, default=None)
+    g.add_argument("--ckpt-every-steps", type=nonneg_int, default=0,
+                   help="also checkpoint every N steps, so that a killed worker's candidate is "
+                   "resumed from there by the worker that retries it (default: epoch ends)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -43,6 +46,8 @@ def _add_study_flags(g, study: str, output: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..search.study import CONTINUE
+
     p = sub.add_parser("search", help="searches: compound-scaling coefficients")
     ssub = p.add_subparsers(dest="search_kind", required=True, parser_class=type(p))
     c = ssub.add_parser(
@@ -62,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trials", type=positive_int, default=None,
                    help="trials this worker runs (default: until every candidate is done)")
     _add_study_flags(g, study="compound-BASE-phiN", output="runs/search-BASE")
-    c.set_defaults(run=cmd_search_compound)
+    c.set_defaults(run=cmd_search_compound, stop_hint=CONTINUE)  # polls signals (cli._run)
     _register_nas(ssub)
 
     p = sub.add_parser("experiment", help="experiments: scaling one dimension vs compound")
@@ -89,7 +94,7 @@ def _proxy(args):
     return Proxy(recipe=args.recipe, epochs=args.budget_epochs, data=args.data,
                  train_subset=args.train_subset, val_subset=args.val_subset,
                  batch_size=args.batch_size, seed=args.seed, device=args.device,
-                 workers=args.workers)
+                 workers=args.workers, ckpt_every_steps=args.ckpt_every_steps)
 
 
 def cmd_search_compound(args) -> int:
@@ -130,6 +135,7 @@ def _register_nas(ssub) -> None:
     from ..search.nas import SAMPLERS
     from ..search.reward import OBJECTIVES, V_PARAMS, W_FLOPS, W_TIME
     from ..search.space import SPACES
+    from ..search.study import CONTINUE
 
     n = ssub.add_parser(
         "nas", help="training-aware architecture search (EfficientNetV2 section 3.3)",
@@ -159,7 +165,7 @@ def _register_nas(ssub) -> None:
     g.add_argument("--time-batch", type=positive_int, default=16,
                    help="batch for timing each candidate's train step (default 16)")
     _add_study_flags(g, study="nas-SPACE-BASE", output="runs/nas-SPACE")
-    n.set_defaults(run=cmd_search_nas)
+    n.set_defaults(run=cmd_search_nas, stop_hint=CONTINUE)
 
 
 def cmd_search_nas(args) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..arch.scaling import scale_compound
 from ..arch.spec import NetSpec
 from ..errors import UserError
+from ..signals import StopOnSignal, stop_on_signal
 from . import study as st
 from .grid import Candidate, MacCounter, base_spec, candidates
 from .proxy import Proxy, train_spec
@@ -74,13 +75,19 @@ def prepare_base(name: str, base_phi: float | None, base_size: int | None, proxy
 
 
 def _config_record(cfg: SearchConfig, base: NetSpec, keys: list[str]) -> dict:
-    proxy = {k: v for k, v in cfg.proxy.to_dict().items() if k not in ("device", "workers")}
     return {"base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.preprocess.eval_size,
             "phi": cfg.phi, "grid_step": cfg.grid_step, "tolerance": cfg.tolerance,
-            "proxy": proxy, "candidates": keys}
+            "proxy": cfg.proxy.study_record(), "candidates": keys}
 
 
 def run_search(cfg: SearchConfig) -> SearchResult:
+    """Run (or join, or continue) the search; SIGINT/SIGTERM stop it at its next safe point with
+    effnet.signals.Stopped (the interrupted trial is queued again by the next run)."""
+    with stop_on_signal(st.CONTINUE) as stop:
+        return _run_search(cfg, stop)
+
+
+def _run_search(cfg: SearchConfig, stop: StopOnSignal) -> SearchResult:
     import optuna
     from optuna.trial import TrialState
     from tqdm import tqdm
@@ -94,6 +101,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     if cfg.storage is None:
         out.mkdir(parents=True, exist_ok=True)
     url = cfg.storage or st.sqlite_url(out / "study.db")
+    stop.check()
     storage = st.open_storage(url, cfg.heartbeat)  # a bad URL fails before minutes of counting
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
     splits.require_two_classes()
@@ -107,6 +115,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     keys = [c.key for c in trained]
     by_key = {c.key: c for c in trained}
     out.mkdir(parents=True, exist_ok=True)
+    stop.check()
     name = cfg.study or f"compound-{cfg.base}-phi{cfg.phi:g}"
     study = st.open_study(name, storage, url, optuna.samplers.GridSampler({st.PARAM: keys}))
     st.check_config(study, _config_record(cfg, base, keys))
@@ -119,15 +128,15 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         for k, v in (("alpha", p.alpha), ("beta", p.beta), ("gamma", p.gamma),
                      ("resolution", cand.resolution), ("macs", cand.macs), ("ratio", cand.ratio)):
             trial.set_user_attr(k, v)
-        if not st.claim(storage, name, key, st.attempts(study, key, keys), trial.number):
-            trial.set_user_attr("duplicate", True)  # another trial trains this point
-            raise optuna.TrialPruned()
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who trained it
         run_dir = out / "trials" / key
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if delay := float(os.environ.get(TRIAL_DELAY_ENV) or 0):  # tests: a trial that lasts
-            time.sleep(delay)
-        with st.trial_outcome(trial, key, cfg.progress):
+        with st.trial_outcome(trial, key, stop, cfg.progress):
+            if not st.claim(storage, name, key, st.attempts(study, key, keys), trial.number):
+                trial.set_user_attr("duplicate", True)  # another trial trains this point
+                raise optuna.TrialPruned()
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who trained it
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if delay := float(os.environ.get(TRIAL_DELAY_ENV) or 0):  # tests: a trial that lasts
+                time.sleep(delay)
             summary = train_spec(cand.spec, cand.resolution, cfg.proxy, run_dir,
                                  log=run_dir.parent / f"{key}.log")
         trial.set_user_attr("run_dir", str(run_dir))
@@ -153,10 +162,12 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         bar.refresh()
         if cfg.trials is not None and ran >= cfg.trials:
             study_.stop()
+        stop.check()  # between trials
 
     waited_msg = False
     try:
         while cfg.trials is None or ran < cfg.trials:
+            stop.check()
             states = st.status(study, keys)
             left = [k for k, s in states.items() if s["state"] in ("todo", "waiting")]
             running = [k for k, s in states.items() if s["state"] == "running"]
@@ -171,8 +182,8 @@ def run_search(cfg: SearchConfig) -> SearchResult:
                 continue
             if not running:
                 break
-            waited_msg = st.wait_for_workers(study, len(running), cfg.heartbeat, cfg.progress,
-                                             waited_msg)
+            waited_msg = st.wait_for_workers(study, len(running), cfg.heartbeat, stop,
+                                             cfg.progress, waited_msg)
     finally:
         bar.close()
 

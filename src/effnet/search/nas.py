@@ -28,6 +28,7 @@ import optuna
 
 from ..arch.spec import NetSpec
 from ..errors import UserError
+from ..signals import StopOnSignal, stop_on_signal
 from . import study as st
 from .compound import prepare_base
 from .proxy import Proxy, train_spec
@@ -122,13 +123,13 @@ def _sampler(name: str, seed: int):
 
 
 def _config_record(cfg: NasConfig, base: NetSpec) -> dict:
-    proxy = {k: v for k, v in cfg.proxy.to_dict().items() if k not in ("device", "workers")}
     return {"kind": "nas", "space": cfg.space, "base": cfg.base, "base_phi": cfg.base_phi,
-            "base_size": base.preprocess.eval_size, "proxy": proxy,
+            "base_size": base.preprocess.eval_size, "proxy": cfg.proxy.study_record(),
             "objective": vars(cfg.objective), "time_batch": cfg.time_batch}
 
 
-def _base_stats(study, storage, name: str, base: NetSpec, timing, heartbeat: int) -> dict:
+def _base_stats(study, storage, name: str, base: NetSpec, timing, heartbeat: int,
+                stop: StopOnSignal) -> dict:
     """The backbone's step time, params and MACs: measured once per study (by the worker that
     claims it) and kept in the study's user attrs, so every candidate is normalised alike."""
     if BASE_ATTR in study.user_attrs:
@@ -139,7 +140,8 @@ def _base_stats(study, storage, name: str, base: NetSpec, timing, heartbeat: int
         return stats
     deadline = time.monotonic() + 2 * heartbeat + 60
     while time.monotonic() < deadline:  # another worker measures it now
-        time.sleep(1)
+        stop.sleep(1)
+        stop.check()
         attrs = study.user_attrs  # a fresh read from the storage each time
         if BASE_ATTR in attrs:
             return attrs[BASE_ATTR]
@@ -188,6 +190,13 @@ def _census(study) -> dict:
 
 
 def run_nas(cfg: NasConfig) -> NasResult:
+    """Run (or join, or continue) the search; SIGINT/SIGTERM stop it at its next safe point with
+    effnet.signals.Stopped (the interrupted trial is queued again by the next run)."""
+    with stop_on_signal(st.CONTINUE) as stop:
+        return _run_nas(cfg, stop)
+
+
+def _run_nas(cfg: NasConfig, stop: StopOnSignal) -> NasResult:
     import torch
     from tqdm import tqdm
 
@@ -202,6 +211,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
     if cfg.storage is None:
         out.mkdir(parents=True, exist_ok=True)
     url = cfg.storage or st.sqlite_url(out / "study.db")
+    stop.check()
     storage = st.open_storage(url, cfg.heartbeat)
     splits = load_data(cfg.proxy.data)  # a bad --data fails here, once, not in every trial
     splits.require_two_classes()
@@ -218,7 +228,8 @@ def run_nas(cfg: NasConfig) -> NasResult:
         return step_time(spec, size, cfg.time_batch, n_classes, cfg.time_steps,
                          seed=cfg.proxy.seed)
 
-    base_stats = _base_stats(study, storage, name, base, timing, cfg.heartbeat)
+    stop.check()
+    base_stats = _base_stats(study, storage, name, base, timing, cfg.heartbeat, stop)
     _requeue_interrupted(study)
 
     def objective(trial: optuna.Trial) -> float:
@@ -227,11 +238,11 @@ def run_nas(cfg: NasConfig) -> NasResult:
         trial.set_user_attr(st.PARAM, key)
         trial.set_user_attr("name", spec.name)
         trial.set_user_attr("worker", WORKER)
-        if not st.claim(storage, name, key, st.attempts(study, key), trial.number):
-            trial.set_user_attr("duplicate", True)  # another trial trains (or trained) this spec
-            raise optuna.TrialPruned()
         run_dir = out / "trials" / key
-        with st.trial_outcome(trial, key, cfg.progress):
+        with st.trial_outcome(trial, key, stop, cfg.progress):
+            if not st.claim(storage, name, key, st.attempts(study, key), trial.number):
+                trial.set_user_attr("duplicate", True)  # another trial trains (or trained) this spec
+                raise optuna.TrialPruned()
             measured = timing(spec)
             summary = train_spec(spec, size, cfg.proxy, run_dir,
                                  log=run_dir.parent / f"{key}.log")
@@ -250,6 +261,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
     ran, waited_msg = 0, False
     try:
         while cfg.worker_trials is None or ran < cfg.worker_trials:
+            stop.check()
             census = _census(study)
             bar.n = min(cfg.trials, len(census["done"]))
             bar.refresh()
@@ -259,7 +271,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
                 break  # the candidates keep failing: report it below instead of sampling forever
             if len(census["done"]) + len(census["running"]) >= cfg.trials and not census["waiting"]:
                 waited_msg = st.wait_for_workers(study, len(census["running"]), cfg.heartbeat,
-                                                 cfg.progress, waited_msg)
+                                                 stop, cfg.progress, waited_msg)
                 continue
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
     finally:

@@ -32,10 +32,18 @@ class Proxy:
     seed: int = 0
     device: str | None = None
     workers: int | None = None
+    # also checkpoint every N optimiser steps: a killed worker's trial is resumed from there by
+    # the worker that retries it, instead of from its last epoch end (0: epoch ends only)
+    ckpt_every_steps: int = 0
+
+    # where and how a candidate trains, not what it learns: a study does not remember them
+    RUNTIME = ("device", "workers", "ckpt_every_steps")
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise UserError(f"--budget-epochs must be >= 1 (got {self.epochs})")
+        if self.ckpt_every_steps < 0:
+            raise UserError(f"--ckpt-every-steps must be >= 0 (got {self.ckpt_every_steps})")
         for name in ("train_subset", "val_subset", "batch_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -51,8 +59,9 @@ class Proxy:
             changes["batch_size"] = self.batch_size
         return override(get_recipe(self.recipe), changes, "proxy recipe")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def study_record(self) -> dict:
+        """The settings that decide a candidate's result, which every worker of a study shares."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
 
 
 def spec_path(run_dir: Path) -> Path:
@@ -108,8 +117,8 @@ def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path 
     recipe = proxy.recipe_for(str(spec_file), size)
     opts = RunOptions(data=proxy.data, output=None if resume else str(run_dir), resume=resume,
                       train_subset=proxy.train_subset, val_subset=proxy.val_subset,
-                      device=proxy.device, workers=proxy.workers, progress=False,
-                      tensorboard=False)
+                      device=proxy.device, workers=proxy.workers,
+                      ckpt_every_steps=proxy.ckpt_every_steps, progress=False, tensorboard=False)
     out = io.StringIO() if log is None else None
     with contextlib.ExitStack() as stack:
         if log is not None:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from ..errors import UserError, error_line
+from ..signals import StopOnSignal
 
 CLAIMS = sa.MetaData()
 CLAIMS_TABLE = sa.Table(
@@ -34,6 +35,9 @@ CLAIMS_TABLE = sa.Table(
 )
 PARAM = "candidate"
 INTERRUPTED = "interrupted"
+# how a stopped search continues (effnet.signals: "stopped by SIGINT <this>")
+CONTINUE = ("during the search; finished trials are kept in the study and an interrupted one is "
+            "trained again: run the same command again to continue")
 
 
 def sqlite_url(path: Path) -> str:
@@ -74,14 +78,15 @@ def open_study(name: str, storage, url: str, sampler) -> optuna.Study:
         raise UserError(f"cannot open study {name!r} in {public_url(url)}: {error_line(e)}") from None
 
 
-def wait_for_workers(study: optuna.Study, running: int, heartbeat: int, progress: bool,
-                     said: bool) -> bool:
+def wait_for_workers(study: optuna.Study, running: int, heartbeat: int, stop: StopOnSignal,
+                     progress: bool, said: bool) -> bool:
     """Sleep one poll while trials run in other workers, then fail the stale ones (a killed
     worker's); says why once. Returns True: the message has been said."""
     if not said:
         say(f"effnet search: waiting for {running} trial(s) running in other workers (a dead "
             f"worker's trial is retried after {2 * heartbeat} s)", progress)
-    time.sleep(min(heartbeat, 10))
+    stop.sleep(min(heartbeat, 10))
+    stop.check()
     optuna.storages.fail_stale_trials(study)
     return True
 
@@ -202,13 +207,18 @@ def say(msg: str, progress: bool) -> None:
 
 
 @contextlib.contextmanager
-def trial_outcome(trial: optuna.Trial, key: str, progress: bool) -> Iterator[None]:
-    """Around a trial's training: an interrupted trial is marked to be queued again on the next
-    run; a failed one records its error (the trial ends FAIL) and says so in one line."""
+def trial_outcome(trial: optuna.Trial, key: str, stop: StopOnSignal, progress: bool
+                  ) -> Iterator[None]:
+    """Around a trial's claim and training, which polls `stop` (a signal that came earlier stops
+    it before the claim): an interrupted trial is marked to be queued again on the next run; a
+    failed one records its error (the trial ends FAIL) and says so in one line."""
     try:
+        stop.check()
         yield
     except KeyboardInterrupt:
         trial.set_user_attr(INTERRUPTED, True)
+        raise
+    except optuna.TrialPruned:  # a claim lost to another trial
         raise
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..signals import StopOnSignal
 from . import checkpoint as ckpt
 from . import report
 from .distributed import World, barrier, broadcast_buffers, close_world, gather_objects, init_world
@@ -36,7 +37,6 @@ from .plan import Progress
 from .recipe import Recipe
 from .runtime import RunRuntime, seed_all
 from .sampling import sample_seed
-from .signals import StopOnSignal
 from .state import EpochSums, TrainState, restore_parts, resume_point, resume_rng, snapshot, start_state
 from .step import OptimStep, TrainingDiverged
 
@@ -181,7 +181,9 @@ class Trainer:
             if not last and self.stop.requested(w):  # SIGTERM / SIGINT: save, then exit (signals.py)
                 self._partial_time = time.perf_counter() - start
                 self._checkpoint()
-                raise self.stop.stopped(self.run_dir, s.global_step, self.total_steps)
+                raise self.stop.stopped(f"after step {s.global_step} of {self.total_steps}; "
+                                        f"checkpoint saved; continue with: effnet train --resume "
+                                        f"{self.run_dir}")
             if s.global_step >= self.total_steps:
                 break
         bar.close()
@@ -195,6 +197,7 @@ class Trainer:
     def run(self) -> dict:
         try:
             with contextlib.ExitStack() as self._context:  # torch settings restored on the way out
+                # inside a search: the search's handler, whose flag may already be set
                 self.stop = self._context.enter_context(StopOnSignal())
                 self._setup()
                 return self._run()
