@@ -82,6 +82,17 @@ def test_digits_split_sizes_balance_and_determinism():
     assert (len(half.train), len(half.val)) == (898, 899)
 
 
+def test_digits_read_from_the_package_file_equal_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    from effnet.data.datasets import digits_arrays
+
+    images, target = digits_arrays()
+    ref = load_digits()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+    assert images.shape == (1797, 8, 8)
+
+
 def test_stratified_split_counts():
     labels = [0] * 50 + [1] * 30 + [2] * 3 + [3] * 1
     train, val = stratified_split(labels, 0.25, seed=7)

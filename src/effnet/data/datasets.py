@@ -125,15 +125,31 @@ def load_digits_splits(val_split: float | None = None) -> DataSplits:
     """scikit-learn's 1,797 real 8x8 handwritten digits (0..16 grey levels) as RGB uint8 images
     (level * 255 / 16). The split is fixed, stratified with seed 0 whatever the run's seed, so runs
     compare on the same images: 20 % val = 1,437 train / 360 val (35 to 37 of each digit)."""
+    images, target = digits_arrays()
+    grey = np.round(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    pixels = np.repeat(grey[..., None], 3, axis=-1)
+    classes = [str(n) for n in range(10)]
+    full = ArrayImages(pixels, target, classes)
+    train, val = stratified_split(target, DIGITS_VAL_SPLIT if val_split is None else val_split, 0)
+    return DataSplits(Split(full, train), Split(full, val), classes, "digits")
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as `load_digits()` gives them ((1797, 8, 8) levels, targets), read from
+    the CSV inside the installed package: importing scikit-learn costs ~1.5 s, more than a small
+    training run. `load_digits` itself where the file is not where it has always been."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    roots = spec.submodule_search_locations if spec is not None else None
+    csv = Path(roots[0]) / "datasets" / "data" / "digits.csv.gz" if roots else None
+    if csv is not None and csv.is_file():
+        data = np.loadtxt(csv, delimiter=",")
+        return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    grey = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    pixels = np.repeat(grey[..., None], 3, axis=-1)
-    classes = [str(int(n)) for n in d.target_names]
-    full = ArrayImages(pixels, d.target, classes)
-    train, val = stratified_split(d.target, DIGITS_VAL_SPLIT if val_split is None else val_split, 0)
-    return DataSplits(Split(full, train), Split(full, val), classes, "digits")
+    return d.images, d.target
 
 
 def _load_folder(root: Path, val_split: float | None, strict: bool, seed: int) -> DataSplits:
