@@ -1,5 +1,7 @@
 """Behaviour of the built modules: features, stochastic depth, checkpointing, heads."""
 
+import copy
+
 import pytest
 import torch
 
@@ -61,19 +63,40 @@ def test_set_dropout_and_drop_path():
     assert all(not hasattr(b.drop_path, "p") for b in model.blocks())
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    torch.manual_seed(0)
-    model = create_model("efficientnet_b0", num_classes=5, drop_rate=0.0, drop_path_rate=0.0)
-    x = torch.randn(2, 3, 64, 64)
-    model.train()
-    model(x).sum().backward()
-    ref = [p.grad.clone() for p in model.parameters()]
+def _one_step(model, x, mode):
+    """Gradients, BN running stats and the output after one training step with `mode`."""
     model.zero_grad()
-    model.set_grad_checkpointing(True)
+    model.set_recompute(mode)
+    torch.manual_seed(0)  # the same drop-path draws in every mode
+    out = model(x)
+    out.square().mean().backward()
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    return out.detach(), [p.grad.clone() for p in model.parameters()], buffers
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_lite0", "efficientnetv2_b0"])
+def test_recomputing_in_the_backward_pass_changes_no_number_and_bn_updates_once(name):
+    """"activations" and "blocks" (nn/recompute.py) give the plain pass's output, gradients and
+    BatchNorm running statistics: a recomputed BN layer must not update its statistics twice."""
     torch.manual_seed(0)
-    model(x).sum().backward()
-    for g, r in zip((p.grad for p in model.parameters()), ref, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+    model = create_model(name, num_classes=5, drop_rate=0.0, drop_path_rate=0.3).train()
+    x = torch.randn(2, 3, 64, 64)
+    start = copy.deepcopy(model.state_dict())
+    ref = _one_step(model, x, "off")
+    moved = max((ref[2][k] - start[k]).abs().max().item() for k in ref[2])
+    assert moved > 1e-3  # the plain step did update the running statistics
+    for mode in ("activations", "blocks"):
+        model.load_state_dict(start)
+        out, grads, buffers = _one_step(model, x, mode)
+        assert torch.equal(out, ref[0]), mode
+        for g, r in zip(grads, ref[1], strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+        for k, v in buffers.items():
+            assert torch.equal(v, ref[2][k]), (mode, k)
+    assert model.grad_checkpointing and not any(
+        getattr(m, "inplace", False) for m in model.modules())
+    model.set_recompute("off")
+    assert any(getattr(m, "inplace", False) for m in model.modules())
 
 
 def test_fused_expansion_one_has_no_projection():

@@ -95,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"))
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--compile", action="store_true", default=None)
+    g.add_argument("--recompute", default=None, choices=("off", "activations", "blocks"),
+                   help="what the backward pass recomputes to save memory (default activations: "
+                   "keep only convolution outputs; blocks: whole blocks; the numbers are the same)")
+    g.add_argument("--grad-checkpointing", dest="recompute", action="store_const", const="blocks",
+                   help="recompute whole blocks in the backward pass (= --recompute blocks, timm's flag)")
     g.add_argument("-j", "--workers", type=nonneg_int, default=None)
     g.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads (default: torch's, i.e. OMP_NUM_THREADS or the cores)")

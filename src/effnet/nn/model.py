@@ -6,12 +6,12 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..arch.config import ModelConfig
 from ..arch.spec import NetSpec
 from .blocks import BLOCKS, ResidualBlock
 from .layers import ConvNormAct, NormConfig
+from .recompute import MODES, run_block
 
 
 class EfficientNet(nn.Module):
@@ -29,7 +29,7 @@ class EfficientNet(nn.Module):
         self.in_chans = in_chans
         self.norm = norm
         self.tf_padding = tf_padding
-        self.grad_checkpointing = False
+        self.recompute = "off"  # what training recomputes in the backward pass (nn/recompute.py)
         act = spec.act
         self.drop_path_rate = spec.drop_path if drop_path_rate is None else drop_path_rate
 
@@ -126,9 +126,26 @@ class EfficientNet(nn.Module):
         for i, block in enumerate(self.blocks()):
             block.set_drop_path(self._block_drop_path(i, rate))
 
+    @property
+    def grad_checkpointing(self) -> bool:
+        return self.recompute == "blocks"
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block in the backward pass: less activation memory, ~30 % more time."""
-        self.grad_checkpointing = enable
+        """Recompute each block in the backward pass (timm's name): least activation memory, a
+        second forward pass of the blocks."""
+        self.set_recompute("blocks" if enable else "off")
+
+    def set_recompute(self, mode: str) -> None:
+        """"activations": keep only convolution outputs and recompute BatchNorm, activations and
+        squeeze-excite in the backward pass (about half the activation memory, a few % more
+        time); "blocks": recompute whole blocks; "off". Numerically identical (nn/recompute.py)."""
+        if mode not in MODES:
+            raise ValueError(f"recompute must be one of {MODES}, got {mode!r}")
+        self.recompute = mode
+        # a recomputed activation is recomputed from its input: it must not overwrite that input
+        for m in self.modules():
+            if isinstance(m, nn.SiLU | nn.ReLU6 | nn.ReLU):
+                m.inplace = mode == "off"
 
     def reset_classifier(self, num_classes: int) -> None:
         """A new classifier (TF init) on the model's device and dtype; 0 removes it."""
@@ -146,11 +163,11 @@ class EfficientNet(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------
     def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for block in stage:
-                x = checkpoint(block, x, use_reentrant=False)
-            return x
-        return stage(x)
+        if self.recompute == "off" or not torch.is_grad_enabled():
+            return stage(x)
+        for block in stage:
+            x = run_block(block, x, self.recompute)
+        return x
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         # oneDNN runs these convs 1.2-1.5x faster on NHWC than on NCHW, which it would otherwise

@@ -35,6 +35,10 @@ class RunOptions:
     amp: str = _resumable("none")  # none | bf16 | fp16
     channels_last: bool = _resumable(False)
     compile: bool = _resumable(False)
+    # what the backward pass recomputes instead of keeping (nn/recompute.py): "activations" keeps
+    # only convolution outputs, about half the activation memory for a few % more time; "blocks"
+    # is timm's --grad-checkpointing; the numbers are the same in every mode
+    recompute: str = _resumable("activations")
     workers: int | None = _resumable(None)  # None: 0 on CPU (in-process is fastest for small images), else 8
     threads: int | None = _resumable(None)  # CPU intra-op threads; None: see cpu_threads()
     ckpt_every_steps: int = _resumable(0)  # also checkpoint every N optimiser steps (0: at epoch ends only)
@@ -48,6 +52,10 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.amp not in AMP_DTYPES:
             raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)} (got {self.amp!r})")
+        from ..nn.recompute import MODES
+
+        if self.recompute not in MODES:
+            raise UserError(f"--recompute must be one of {', '.join(MODES)} (got {self.recompute!r})")
         for name in ("ckpt_every_steps", "save_samples"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name.replace('_', '-')} must be >= 0")
