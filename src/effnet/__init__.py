@@ -6,9 +6,8 @@ importing torch (~3 s); `from effnet import create_model` works as usual.
 
 from __future__ import annotations
 
-import importlib
-
 from .errors import UserError
+from .lazy import lazy_names
 
 _LAZY = {
     "compound": "arch.scaling", "scale": "arch.scaling", "scale_compound": "arch.scaling",
@@ -25,13 +24,4 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
