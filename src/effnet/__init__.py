@@ -12,14 +12,16 @@ from .lazy import lazy_names
 _LAZY = {
     "compound": "arch.scaling", "scale": "arch.scaling", "scale_compound": "arch.scaling",
     "ModelConfig": "arch.config",
-    "NetSpec": "arch.spec", "Preprocess": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec",
+    "NetSpec": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec", "Preprocess": "arch.preprocess",
     "build": "models", "create_model": "models", "get_spec": "models", "list_models": "models",
+    "make_model": "models", "resolve_data_config": "data.config",
     "EfficientNet": "nn.model", "list_pretrained": "pretrained",
 }
 
 __all__ = [
     "EfficientNet", "ModelConfig", "NetSpec", "Preprocess", "Stage", "Stem", "UserError", "build", "compound",
-    "create_model", "get_spec", "list_models", "list_pretrained", "scale", "scale_compound",
+    "create_model", "get_spec", "list_models", "list_pretrained", "make_model", "resolve_data_config",
+    "scale", "scale_compound",
 ]
 __version__ = "0.1.0"
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from .arch.spec import Preprocess
+from .arch.preprocess import Preprocess
 from .errors import UserError
-from .models import create_model, load_config_file
+from .models import RUN_SPEC_FILE, make_model, read_run_dir
 from .nn.model import EfficientNet
-from .weights import load_weights, read_metadata, saved_config
+from .weights import read_metadata, saved_config
 
-RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
+__all__ = ["RUN_SPEC_FILE", "load_exported", "load_for_inference", "open_image", "preprocess_image"]
 
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
                        pretrained: str | None = None) -> tuple[EfficientNet, list[str] | None]:
-    """An eval-mode model and its class names (None when unknown).
+    """An eval-mode model and its class names (None when unknown), built by the model factory.
 
     `pretrained` (a tag or model name of `effnet models --pretrained`) loads published weights
     with the preprocessing they were trained with, instead of `weights`.
@@ -28,39 +27,22 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
     scaled, searched or fine-tuned models need no name and keep the BN settings they were trained
     with. Otherwise `model_name` is built with the class count of `num_classes`, the weights, or 1000.
     """
-    if pretrained is not None:
-        if weights is not None:
-            raise UserError("give either --weights or --pretrained, not both")
-        return create_model(model_name or pretrained, num_classes=num_classes,
-                            pretrained=pretrained).eval(), None
+    if pretrained is not None:  # with weights too, the factory refuses the pair
+        return make_model(model_name or pretrained, num_classes=num_classes, weights=weights,
+                          pretrained=pretrained).eval(), None
     if weights is not None and weights.suffix == ".pt2":
         return load_exported(weights)
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
-    classes = None
-    config = None
-    run_spec = weights.parent / RUN_SPEC_FILE if weights is not None else None
-    if model_name is None and run_spec is not None and run_spec.is_file():
-        config = load_config_file(str(run_spec))
-        classes = _run_classes(run_spec)
-    elif model_name is None and weights is not None:
-        config = saved_config(read_metadata(weights))
+    if model_name is None and weights is not None and (weights.parent / RUN_SPEC_FILE).is_file():
+        run = read_run_dir(weights.parent, weights.name)
+        return make_model(run.config, weights=weights).eval(), run.classes
+    config = saved_config(read_metadata(weights)) if model_name is None and weights else None
     if config is not None:
-        model = EfficientNet.from_config(config)
-        load_weights(model, weights)
-    else:
-        if model_name is None:
-            raise UserError("--model is required (the weights carry no model config)")
-        if num_classes is None and weights is not None:
-            meta = read_metadata(weights)
-            num_classes = int(meta["num_classes"]) if "num_classes" in meta else None
-        model = create_model(model_name, num_classes=num_classes, weights=weights)
-    return model.eval(), classes
-
-
-def _run_classes(run_spec: Path) -> list[str] | None:
-    classes = json.loads(run_spec.read_text()).get("classes")
-    return [str(c) for c in classes] if isinstance(classes, list) else None
+        return make_model(config, weights=weights).eval(), None
+    if model_name is None:
+        raise UserError("--model is required (the weights carry no model config)")
+    return make_model(model_name, num_classes=num_classes, weights=weights).eval(), None
 
 
 def load_exported(path: Path):
@@ -87,6 +69,7 @@ def open_image(path: Path):
 
 
 def preprocess_image(path: Path, pre: Preprocess, size: int | None = None) -> torch.Tensor:
+    """An image file as the model's input: `pre` is a resolved data config (effnet.data.config)."""
     from .data import eval_transform
 
     return eval_transform(pre, size or pre.eval_size)(open_image(path))

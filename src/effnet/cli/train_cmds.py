@@ -229,14 +229,13 @@ def _ema_sibling(weights: Path) -> Path | None:
 
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
+    from ..data.config import DataOverrides, resolve_data_config
     from ..inference import RUN_SPEC_FILE, load_for_inference
     from ..tables import text_table
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
 
-    if args.pretrained is not None:
-        if args.weights is not None:
-            raise UserError("give either --weights or --pretrained, not both")
+    if args.pretrained is not None:  # with --weights too, the model factory refuses the pair
         files, model_name = [("pretrained", args.pretrained)], args.model
     else:
         if args.weights is None:
@@ -255,7 +254,8 @@ def cmd_eval(args) -> int:
     rows = []
     for label, path in files:
         if label == "pretrained":  # the published class count unless --num-classes says otherwise
-            model, classes = load_for_inference(model_name, None, args.num_classes, pretrained=path)
+            model, classes = load_for_inference(model_name, args.weights, args.num_classes,
+                                                pretrained=path)
         else:
             model, classes = load_for_inference(model_name, path, args.num_classes or (
                 len(splits.classes) if model_name else None))
@@ -265,8 +265,8 @@ def cmd_eval(args) -> int:
         if classes is not None and list(classes) != list(splits.classes):
             raise UserError(f"{path} was trained on classes {classes[:5]}... but {splits.name} has "
                             f"{splits.classes[:5]}...")
-        pre = model.spec.preprocess
-        data = Transformed(splits.val, eval_transform(pre, args.img_size or pre.eval_size))
+        pre = resolve_data_config(model, flags=DataOverrides(eval_size=args.img_size))
+        data = Transformed(splits.val, eval_transform(pre, pre.eval_size))
         loader = eval_loader(data, args.batch_size, args.workers, world)
         r = evaluate(model.to(world.device), loader, world, args.amp)
         rows.append((label, str(path), f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['loss']:.4f}",

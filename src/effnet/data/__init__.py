@@ -17,7 +17,9 @@ How val is chosen:
 Unreadable images are found when the folder is loaded and skipped with one warning (or, strict,
 raise UserError naming the first), so a DataLoader worker never meets one it did not expect.
 
-Names load on first use (PEP 562): what needs no image transform does not import torchvision.
+The data config (which preprocessing a model gets) is resolved in one place, `config.py`
+(`resolve_data_config`). Names load on first use (PEP 562): the model factory reads the data config
+without importing torchvision's transforms.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _LAZY = {
     "BatchMixer": "mixing", "batch_mixer": "mixing",
     "Cutout": "transforms", "RandAugmentM": "transforms", "eval_transform": "transforms",
     "train_transform": "transforms",
+    "DataOverrides": "config", "resolve_data_config": "config",
 }
 
 __all__ = sorted(_LAZY)

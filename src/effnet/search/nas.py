@@ -30,6 +30,7 @@ from ..arch.spec import NetSpec
 from ..errors import UserError
 from . import study as st
 from .compound import prepare_base
+from .grid import SearchBase
 from .proxy import Proxy, train_spec
 from .reward import Objective, step_time
 from .space import SPACES, SearchSpace, make_space, spec_key
@@ -91,6 +92,7 @@ class Trained:
 class NasResult:
     output: Path
     space: SearchSpace
+    size: int  # the image size candidates train and are timed at
     base: dict  # the backbone's step_s, params, macs
     trained: list[Trained]
     best: Trained | None
@@ -121,10 +123,10 @@ def _sampler(name: str, seed: int):
     return SeededRandomSampler(seed)
 
 
-def _config_record(cfg: NasConfig, base: NetSpec) -> dict:
+def _config_record(cfg: NasConfig, base: SearchBase) -> dict:
     proxy = {k: v for k, v in cfg.proxy.to_dict().items() if k not in ("device", "workers")}
     return {"kind": "nas", "space": cfg.space, "base": cfg.base, "base_phi": cfg.base_phi,
-            "base_size": base.preprocess.eval_size, "proxy": proxy,
+            "base_size": base.size, "proxy": proxy,
             "objective": vars(cfg.objective), "time_batch": cfg.time_batch}
 
 
@@ -194,8 +196,8 @@ def run_nas(cfg: NasConfig) -> NasResult:
     from ..data import load_data
 
     base = prepare_base(cfg.base or SPACES[cfg.space], cfg.base_phi, cfg.base_size, cfg.proxy)
-    space = make_space(cfg.space, base)
-    size = base.preprocess.eval_size
+    space = make_space(cfg.space, base.spec)
+    size = base.size
     out = Path(cfg.output or Path("runs") / f"nas-{cfg.space}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file, not a directory")
@@ -219,7 +221,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
         return step_time(spec, size, cfg.time_batch, n_classes, cfg.time_steps,
                          seed=cfg.proxy.seed)
 
-    base_stats = _base_stats(study, storage, name, base, timing, cfg.heartbeat)
+    base_stats = _base_stats(study, storage, name, base.spec, timing, cfg.heartbeat)
     _requeue_interrupted(study)
 
     def objective(trial: optuna.Trial) -> float:
@@ -235,7 +237,7 @@ def run_nas(cfg: NasConfig) -> NasResult:
         with st.trial_outcome(trial, key, cfg.progress):
             measured = timing(spec)
             summary = train_spec(spec, size, cfg.proxy, run_dir,
-                                 log=run_dir.parent / f"{key}.log")
+                                 log=run_dir.parent / f"{key}.log", preprocess=base.preprocess)
         nonlocal ran
         ran += 1
         top1 = float(summary["best"]["top1"])
@@ -277,6 +279,6 @@ def run_nas(cfg: NasConfig) -> NasResult:
     best = trained[0] if trained else None
     from .nas_report import write_nas_outputs
 
-    files = write_nas_outputs(out, cfg, space, base_stats, trained, best, complete,
+    files = write_nas_outputs(out, cfg, space, base.preprocess, base_stats, trained, best, complete,
                               study_name=name, storage=st.public_url(url))
-    return NasResult(out, space, base_stats, trained, best, complete, files)
+    return NasResult(out, space, base.size, base_stats, trained, best, complete, files)
