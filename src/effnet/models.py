@@ -179,8 +179,8 @@ def plan_model(source, *, num_classes: int | None = None, in_chans: int | None =
         scaled = spec is not config.spec
         default = base_pre if m.resolution == 1 else base_pre.at_eval_size(
             m.scaled_size(base_pre.eval_size))
-        weights_pre = saved.preprocess if saved is not None else (
-            None if scaled else config.preprocess)
+        # the weights' own preprocessing; a base's no longer describes a network scaled from it
+        weights_pre = (saved and saved.preprocess) or (None if scaled else config.preprocess)
         spec = spec.with_(dropout=spec.dropout if dropout is None else dropout,
                           drop_path=spec.drop_path if drop_path is None else drop_path)
         given = {"num_classes": num_classes if num_classes is not None else saved_classes,
