@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy = Proxy(recipe="short", epochs=args.epochs, data=data)
     base = prepare_base(args.base, args.base_phi, args.size, proxy)
     counter = MacCounter(num_classes=10)
-    points = [Scaled("baseline", 1.0, base, args.size, counter(base, args.size), 1.0, 1.0)]
+    points = [Scaled("baseline", 1.0, base.spec, base.size, counter(base.spec, base.size), 1.0, 1.0)]
     for r in ratios:
         points += matched(base, r, counter, coeffs)
     for pt in points:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):  # seed-major: every arm meets the same machine load
         for i, pt in enumerate(points):
             run_dir = args.output / f"seed{seed}" / f"{pt.method}-x{pt.target:g}"
-            spec_file = write_spec_file(pt.spec, spec_path(run_dir))
+            spec_file = write_spec_file(pt.spec, spec_path(run_dir), base.preprocess)
             recipe = override(replace(proxy, seed=seed).recipe_for(str(spec_file), pt.resolution),
                               changes)
             runs.append((recipe, RunOptions(data=data, output=str(run_dir), workers=0, threads=1,

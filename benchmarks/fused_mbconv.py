@@ -31,7 +31,6 @@ from _bench import CIFAR_ARCHIVE, extract_subset, mean_std, stamp, verdict, writ
 
 from effnet.arch.scaling import scale_compound
 from effnet.models import build, get_spec
-from effnet.search.grid import base_spec
 from effnet.search.proxy import Proxy, train_spec
 from effnet.tools.profile import profile
 
@@ -91,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for b in args.bases.split(","):
             base, _ = scale_compound(get_spec(f"efficientnet_{b.strip()}"), args.phi)
-            base = base_spec(base, args.size)
             specs = {label: fused(base, n) for label, n in VARIANTS.items()}
             speed = measure(specs, args.size, args.batch, 10)
             accs = {label: [] for label in VARIANTS}

@@ -30,7 +30,6 @@ from _bench import CIFAR_ARCHIVE, extract_subset, mean_std, stamp, verdict, writ
 
 from effnet.arch.scaling import scale_compound
 from effnet.models import get_spec
-from effnet.search.grid import base_spec
 from effnet.search.nas import NasConfig, run_nas
 from effnet.search.nas_report import stage_code
 from effnet.search.proxy import Proxy, train_spec
@@ -48,7 +47,7 @@ def b0_at_step_time(target, size: int, batch: int, phis: list[float]):
     b0 = get_spec("efficientnet_b0")
     scan = {}
     for phi in phis:
-        spec = base_spec(scale_compound(b0, phi)[0], size)
+        spec = scale_compound(b0, phi)[0]
         r_b0, r_target = step_time(spec, size, batch, 10), step_time(target, size, batch, 10)
         scan[phi] = (spec, r_b0, r_target, r_b0["step_s"] / r_target["step_s"])
         print(f"B0 phi {phi:g}: step {r_b0['step_s'] * 1e3:.1f} ms, NAS best "

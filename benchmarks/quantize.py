@@ -26,6 +26,7 @@ import torch
 from _bench import CIFAR_ARCHIVE, ROOT, extract_subset, stamp, write_section
 
 from effnet.data import Transformed, eval_transform, load_data
+from effnet.data.config import resolve_data_config
 from effnet.inference import load_for_inference
 from effnet.nn.layers import SqueezeExcite
 from effnet.tools.export import prepare
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         name, weights, init = models[key]
         run = finetune(name, weights, data, args.output / key, args)
         fp32, classes = load_for_inference(None, run / "best.safetensors")
-        pre = fp32.spec.preprocess
+        pre = resolve_data_config(fp32)
         test = Transformed(splits.val, eval_transform(pre, args.size))
         fp32_top1 = top1(fp32, test, args.threads)
         train_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader((run / "metrics.csv").open())

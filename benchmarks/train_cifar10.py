@@ -44,7 +44,6 @@ The results replace the `train_cifar10` section of BENCHMARKS.md (`--no-write` t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import shlex
@@ -62,6 +61,8 @@ from timm.models.efficientnet import _gen_efficientnet
 import effnet
 from effnet.arch.scaling import scale
 from effnet.data import Transformed, eval_transform, load_data, train_transform
+from effnet.data.config import DataOverrides
+from effnet.models import plan_model
 from effnet.nn.model import EfficientNet
 from effnet.train.optim import build_optimizer, build_schedule, set_lr
 from effnet.train.recipe import Recipe
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     warmup_epochs=0.5, batch_size=args.batch_size, label_smoothing=0.0,
                     ema_decay=0.0, scale=(0.8, 1.0))
     # ImageNet mean/std and bicubic as B0's; no crop margin at 32 px (CIFAR objects fill the frame)
-    pre = dataclasses.replace(effnet.get_spec("efficientnet_b0").preprocess, crop_pct=1.0)
+    pre = effnet.resolve_data_config(plan_model("efficientnet_b0").config,
+                                     flags=DataOverrides(crop_pct=1.0))
     decoded = [splits.train[i] for i in range(len(splits.train))]  # JPEGs decoded once, not per epoch
     train_set = Transformed(decoded, train_transform(pre, args.size, hflip=True, scale=recipe.scale))
     val_batches = materialise(Transformed(splits.val, eval_transform(pre, args.size)), 250,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from effnet import build, compound, create_model, get_spec, scale, scale_compound
+from effnet.arch.conventions import default_preprocess
 from effnet.arch.spec import Rounding, round_channels, round_repeats
 from effnet.arch.zoo import VARIANTS
 
@@ -81,9 +82,9 @@ def test_block_counts_and_resolutions():
                                                   "efficientnetv2_s", "efficientnetv2_xl")}
     assert counts == {"efficientnet_b0": 16, "efficientnet_b7": 55, "efficientnetv2_s": 40,
                       "efficientnetv2_xl": 100}
-    pre = get_spec("tf_efficientnetv2_s").preprocess
+    pre = default_preprocess("tf_efficientnetv2_s")
     assert (pre.train_size, pre.eval_size, pre.crop_pct, pre.mean) == (300, 384, 1.0, (0.5, 0.5, 0.5))
-    assert get_spec("efficientnet_lite3").preprocess.eval_size == 280
+    assert default_preprocess("efficientnet_lite3").eval_size == 280
 
 
 def test_compound_multipliers_follow_the_paper_rule():
@@ -98,7 +99,7 @@ def test_compound_multipliers_follow_the_paper_rule():
 
 def test_scale_compound_b0_phi1():
     spec, m = scale_compound(get_spec("efficientnet_b0"), 1.0)
-    assert spec.preprocess.eval_size == 258  # 224 * 1.15 = 257.6
+    assert m.scaled_size(224) == 258  # 224 * 1.15 = 257.6
     assert [s.repeats for s in spec.stages] == [1, 2, 2, 4, 4, 5, 1]  # nearest of 1.2 x (1,2,2,3,3,4,1)
     ceil, _ = scale_compound(get_spec("efficientnet_b0"), 1.0, depth_rounding="ceil")
     assert [s.repeats for s in ceil.stages] == [math.ceil(1.2 * r) for r in (1, 2, 2, 3, 3, 4, 1)]

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from effnet.arch.spec import Preprocess
+from effnet.arch.preprocess import Preprocess
 from effnet.data import (
     Cutout,
     RandAugmentM,

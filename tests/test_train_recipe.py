@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from effnet.errors import UserError
-from effnet.train import make_spec
+from effnet.train import recipe_config
 from effnet.train.recipe import (
     PRESETS,
     Recipe,
@@ -25,11 +25,11 @@ def test_paper_v1_is_the_tpu_recipe():
     assert (r.ema_decay, r.ema_warmup, r.label_smoothing) == (0.9999, True, 0.1)
     # dropout and stochastic depth: the model's own (0.2 survival drop for every EfficientNet)
     assert (r.bn_momentum, r.bn_eps, r.dropout, r.drop_path) == (0.01, 1e-3, None, None)
-    spec, _ = make_spec(override(r, {"model": "efficientnet_b4"}))
+    spec = recipe_config(override(r, {"model": "efficientnet_b4"})).spec
     assert spec.dropout == 0.4 and spec.drop_path == 0.2
     # the V1 baselines train as they were published: no stochastic depth
     for baseline in ("resnet50", "mobilenetv2_100"):
-        assert make_spec(override(r, {"model": baseline}))[0].drop_path == 0.0
+        assert recipe_config(override(r, {"model": baseline})).spec.drop_path == 0.0
 
 
 def test_paper_v2_takes_per_model_augmentation_from_spec_c3():

@@ -147,7 +147,7 @@ def lite0_pretrained():
 @pytest.mark.parametrize("pipeline", ["bicubic_half", "spec"])
 def test_published_lite0_weights_classify_photos(lite0_pretrained, pipeline):
     data = pytest.importorskip("skimage.data")
-    pre = lite0_pretrained.spec.preprocess
+    pre = lite0_pretrained.config.preprocess
     if pipeline == "bicubic_half":
         tf = _preprocess("bicubic", 256, 224, (0.5,) * 3, (0.5,) * 3)
     else:  # the model's own: bilinear, crop_pct 0.875, mean = std = 0.5

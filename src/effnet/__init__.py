@@ -6,32 +6,24 @@ importing torch (~3 s); `from effnet import create_model` works as usual.
 
 from __future__ import annotations
 
-import importlib
-
 from .errors import UserError
+from .lazy import lazy_names
 
 _LAZY = {
     "compound": "arch.scaling", "scale": "arch.scaling", "scale_compound": "arch.scaling",
     "ModelConfig": "arch.config",
-    "NetSpec": "arch.spec", "Preprocess": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec",
+    "NetSpec": "arch.spec", "Stage": "arch.spec", "Stem": "arch.spec", "Preprocess": "arch.preprocess",
     "build": "models", "create_model": "models", "get_spec": "models", "list_models": "models",
+    "make_model": "models", "resolve_data_config": "data.config",
     "EfficientNet": "nn.model", "list_pretrained": "pretrained",
 }
 
 __all__ = [
     "EfficientNet", "ModelConfig", "NetSpec", "Preprocess", "Stage", "Stem", "UserError", "build", "compound",
-    "create_model", "get_spec", "list_models", "list_pretrained", "scale", "scale_compound",
+    "create_model", "get_spec", "list_models", "list_pretrained", "make_model", "resolve_data_config",
+    "scale", "scale_compound",
 ]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from .arch.config import ModelConfig
-from .arch.spec import Preprocess
+from .arch.preprocess import Preprocess
 from .errors import UserError
-from .models import create_model, load_config_file, named_config
+from .models import RUN_SPEC_FILE, get_config, make_model, read_run_dir
 from .nn.model import EfficientNet
-from .weights import load_weights, read_metadata, saved_config
+from .weights import read_metadata, saved_config
 
-RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
+__all__ = ["RUN_SPEC_FILE", "load_exported", "load_for_inference", "open_image", "preprocess_image"]
 
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
                        pretrained: str | None = None, *, fallback_classes: int | None = None,
                        ) -> tuple[EfficientNet, list[str] | None]:
-    """An eval-mode model and its class names (None when unknown).
+    """An eval-mode model and its class names (None when unknown), built by the model factory.
 
     `pretrained` (a tag or model name of `effnet models --pretrained`) loads published weights
     with the preprocessing they were trained with, instead of `weights`.
@@ -33,33 +32,27 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
     `model_name` with the class count of `num_classes`, the weights, `fallback_classes` or 1000.
     A `num_classes` the weights do not have is refused either way.
     """
-    if pretrained is not None:
-        if weights is not None:
-            raise UserError("give either --weights or --pretrained, not both")
-        return create_model(model_name or pretrained, num_classes=num_classes,
-                            pretrained=pretrained).eval(), None
+    if pretrained is not None:  # with weights too, the factory refuses the pair
+        return make_model(model_name or pretrained, num_classes=num_classes, weights=weights,
+                          pretrained=pretrained).eval(), None
     if weights is not None and weights.suffix == ".pt2":
         return load_exported(weights)
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
     config, classes, source = _saved_config(weights)
     if config is not None:
-        if model_name is not None and named_config(model_name).layers() != config.layers():
+        if model_name is not None and get_config(model_name).layers() != config.layers():
             raise UserError(f"--model {model_name} is not the network of {weights}: {source} "
                             f"says {config.spec.name}; drop --model to build that, or give "
                             f"weights of {model_name}")
         if num_classes is not None:  # one the weights lack: load_weights refuses it
             config = config.with_(num_classes=num_classes)
-        model = EfficientNet.from_config(config)
-        load_weights(model, weights)
-    else:
-        if model_name is None:
-            raise UserError("--model is required (the weights carry no model config)")
-        if num_classes is None and weights is not None:
-            meta = read_metadata(weights)
-            num_classes = int(meta["num_classes"]) if "num_classes" in meta else fallback_classes
-        model = create_model(model_name, num_classes=num_classes, weights=weights)
-    return model.eval(), classes
+        return make_model(config, weights=weights).eval(), classes
+    if model_name is None:
+        raise UserError("--model is required (the weights carry no model config)")
+    if num_classes is None and weights is not None and "num_classes" not in read_metadata(weights):
+        num_classes = fallback_classes
+    return make_model(model_name, num_classes=num_classes, weights=weights).eval(), None
 
 
 def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] | None, str]:
@@ -67,15 +60,10 @@ def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] |
     run's spec.json, else the config in a safetensors file effnet wrote; Nones without one."""
     if weights is None:
         return None, None, ""
-    run_spec = weights.parent / RUN_SPEC_FILE
-    if run_spec.is_file():
-        return load_config_file(str(run_spec)), _run_classes(run_spec), f"its run's {run_spec}"
+    if (weights.parent / RUN_SPEC_FILE).is_file():
+        run = read_run_dir(weights.parent, weights.name)
+        return run.config, run.classes, f"its run's {weights.parent / RUN_SPEC_FILE}"
     return saved_config(read_metadata(weights)), None, "the config saved in it"
-
-
-def _run_classes(run_spec: Path) -> list[str] | None:
-    classes = json.loads(run_spec.read_text()).get("classes")
-    return [str(c) for c in classes] if isinstance(classes, list) else None
 
 
 def load_exported(path: Path):
@@ -103,6 +91,7 @@ def open_image(path: Path, size: int | None = None):
 
 
 def preprocess_image(path: Path, pre: Preprocess, size: int | None = None) -> torch.Tensor:
+    """An image file as the model's input: `pre` is a resolved data config (effnet.data.config)."""
     from .data import eval_transform
 
     transform = eval_transform(pre, size or pre.eval_size)

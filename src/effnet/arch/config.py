@@ -1,10 +1,14 @@
-"""One serialisable value that rebuilds a network exactly: the spec (with its preprocessing), the
-BatchNorm settings and padding the weights were trained with, the class count and input channels.
+"""One serialisable value that rebuilds a network exactly: the spec, the BatchNorm settings and
+padding the weights were trained with, the class count and input channels, and the preprocessing
+the weights expect (timm's `pretrained_cfg`; effnet.data.config resolves it for use).
 
 It is stored on every model (`model.config`), written with every run (spec.json) and into every
 safetensors file effnet saves, so `--resume`, `predict` and `eval` rebuild the network that was
 trained: a fine-tune from torchvision V2 weights keeps their BN eps 1e-3 instead of falling back
 to the architecture's default. Pure data, like the rest of `arch`.
+
+The file form stays "effnet-model-config/1", where the preprocessing sits inside the "spec" object
+as effnet wrote it before the spec lost it: files of every version read alike in both directions.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .preprocess import Preprocess, preprocess_from_dict, preprocess_to_dict
 from .spec import NetSpec, spec_from_dict, spec_to_dict
 
 CONFIG_FORMAT = "effnet-model-config/1"
+TF_BN_EPS, TF_BN_MOMENTUM = 1e-3, 0.01  # TensorFlow's BatchNorm (momentum in PyTorch's sense)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,9 @@ class ModelConfig:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     tf_padding: bool = False  # TensorFlow "same" padding, for TF-trained weights
+    # what the weights expect of an image; None: nothing known (a bare architecture), so the
+    # architecture default applies (effnet.data.config.resolve_data_config)
+    preprocess: Preprocess | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes < 0 or self.in_chans < 1:
@@ -46,14 +55,15 @@ class ModelConfig:
         return s.stem, s.stages, s.head, s.act, self.tf_padding
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["spec"] = spec_to_dict(self.spec)
+        d = {k: v for k, v in asdict(self).items() if k != "preprocess"}
+        d["spec"] = spec_dict(self.spec, self.preprocess)
         return {"format": CONFIG_FORMAT, **d}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = {k: v for k, v in d.items() if k != "format"}
-        return cls(spec=spec_from_dict(d.pop("spec")), **d)
+        spec = d.pop("spec")
+        return cls(spec=spec_from_dict(spec), preprocess=_preprocess_in(spec), **d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -61,6 +71,18 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def spec_dict(spec: NetSpec, preprocess: Preprocess | None) -> dict:
+    """The file form of a spec with the preprocessing beside it (see the module docstring)."""
+    d = spec_to_dict(spec)
+    if preprocess is not None:
+        d["preprocess"] = preprocess_to_dict(preprocess)
+    return d
+
+
+def _preprocess_in(spec: dict) -> Preprocess | None:
+    return preprocess_from_dict(spec["preprocess"]) if isinstance(spec.get("preprocess"), dict) else None
 
 
 def read_config_file(path: str | Path) -> ModelConfig:
@@ -74,8 +96,9 @@ def read_config_file(path: str | Path) -> ModelConfig:
     if "spec" in d and "format" not in d:  # a run's spec.json from effnet 0.1.0, before the config
         tf = bool(d.get("tf", False))
         return ModelConfig(spec=spec_from_dict(d["spec"]), num_classes=int(d.get("num_classes", 1000)),
-                           in_chans=int(d.get("in_chans", 3)), bn_eps=1e-3 if tf else 1e-5,
-                           bn_momentum=0.01 if tf else 0.1, tf_padding=tf)
+                           in_chans=int(d.get("in_chans", 3)), bn_eps=TF_BN_EPS if tf else 1e-5,
+                           bn_momentum=TF_BN_MOMENTUM if tf else 0.1, tf_padding=tf,
+                           preprocess=_preprocess_in(d["spec"]))
     if "spec" in d:
         return ModelConfig.from_dict(d)
-    return ModelConfig(spec=spec_from_dict(d))
+    return ModelConfig(spec=spec_from_dict(d), preprocess=_preprocess_in(d))

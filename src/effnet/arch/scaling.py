@@ -1,7 +1,9 @@
 """Compound scaling (V1 paper section 3): a pure function from spec to spec.
 
 `compound(phi, alpha, beta, gamma)` gives the multipliers d = alpha^phi, w = beta^phi, r = gamma^phi;
-`scale(spec, width=, depth=, resolution=)` applies them with the family's rounding rules.
+`scale(spec, width=, depth=)` applies the first two with the family's rounding rules. Resolution is
+not part of a spec (image sizes belong to the weights' data config): the scaled size is a value
+scaling returns, `Multipliers.scaled_size(base size)`, for the caller to use.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ class Multipliers:
         """The ideal FLOPs growth d * w^2 * r^2 that compound scaling aims at 2^phi."""
         return self.depth * self.width**2 * self.resolution**2
 
+    def scaled_size(self, base_size: int) -> int:
+        """The image size the network scaled by these multipliers takes, from its base's size;
+        ValueError beyond what any network here is built for."""
+        size = scale_resolution(base_size, self.resolution)
+        if size > MAX_RESOLUTION:
+            raise ValueError(f"a {size:,} px input is too large to build "
+                             f"(limit {MAX_RESOLUTION:,})")
+        return size
+
 
 def compound(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
              gamma: float = PAPER_GAMMA) -> Multipliers:
@@ -49,20 +60,17 @@ def scale_resolution(size: int, multiplier: float, divisor: int = 1) -> int:
     return max(divisor, int(round(size * multiplier / divisor)) * divisor)
 
 
-def _check_buildable(name: str, blocks: int, channels: int, resolution: int | None) -> None:
+def _check_buildable(name: str, blocks: int, channels: int) -> None:
     too_big = [f"{what} {have:,} (limit {limit:,})" for what, have, limit in (
-        ("blocks", blocks, MAX_BLOCKS), ("channels", channels, MAX_CHANNELS),
-        ("resolution", resolution or 0, MAX_RESOLUTION)) if have > limit]
+        ("blocks", blocks, MAX_BLOCKS), ("channels", channels, MAX_CHANNELS)) if have > limit]
     if too_big:
         raise ValueError(f"{name} is too large to build: {', '.join(too_big)}")
 
 
-def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int | None = None,
-          dropout: float | None = None, name: str | None = None,
-          depth_rounding: str = "ceil") -> NetSpec:
+def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, dropout: float | None = None,
+          name: str | None = None, depth_rounding: str = "ceil") -> NetSpec:
     """Scale every stage's width and depth with the spec's rounding rules; stem and head too,
-    unless the family fixes them (Lite). `resolution` replaces both train and eval sizes, keeping
-    their ratio (V2 trains below its eval size)."""
+    unless the family fixes them (Lite)."""
     r = spec.rounding
     last = len(spec.stages) - 1
     stages = []
@@ -76,11 +84,7 @@ def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int
     stem_out = spec.stem.out if r.fixed_stem_head else round_channels(spec.stem.out, width, r)
     head = spec.head if (r.fixed_stem_head or not spec.head) else round_channels(spec.head, width, r)
     _check_buildable(name or spec.name, sum(st.repeats for st in stages),
-                     max(stem_out, head or 0, *(st.out for st in stages)), resolution)
-    pre = spec.preprocess
-    if resolution is not None:
-        train = int(round(resolution * pre.train_size / pre.eval_size))
-        pre = replace(pre, eval_size=resolution, train_size=train)
+                     max(stem_out, head or 0, *(st.out for st in stages)))
     return replace(
         spec,
         name=name or spec.name,
@@ -88,14 +92,14 @@ def scale(spec: NetSpec, width: float = 1.0, depth: float = 1.0, resolution: int
         stages=tuple(stages),
         head=head,
         dropout=spec.dropout if dropout is None else dropout,
-        preprocess=pre,
     )
 
 
 def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
                    beta: float = PAPER_BETA, gamma: float = PAPER_GAMMA,
                    depth_rounding: str = "round") -> tuple[NetSpec, Multipliers]:
-    """Apply the compound rule for any real phi; returns the spec and the multipliers used.
+    """Apply the compound rule for any real phi; returns the spec and the multipliers used (the
+    scaled image size is `multipliers.scaled_size(base size)`).
 
     Depth rounds to the nearest integer here, not up as the released variants do: a ceiling turns
     every 1-layer stage into 2 layers at any phi > 0 (B0 at phi=1: 23 blocks instead of 19.2), which
@@ -105,11 +109,25 @@ def scale_compound(spec: NetSpec, phi: float, alpha: float = PAPER_ALPHA,
     if not math.isfinite(phi):
         raise ValueError(f"phi must be a finite number (got {phi})")
     m = compound(phi, alpha, beta, gamma)
-    res = scale_resolution(spec.preprocess.eval_size, m.resolution)
-    name = f"{spec.name}-phi{phi:g}"
-    scaled = scale(spec, width=m.width, depth=m.depth, resolution=res, name=name,
+    scaled = scale(spec, width=m.width, depth=m.depth, name=f"{spec.name}-phi{phi:g}",
                    depth_rounding=depth_rounding)
     return scaled, m
+
+
+def scale_by(spec: NetSpec, phi: float | None = None, width: float | None = None,
+             depth: float | None = None) -> tuple[NetSpec, Multipliers]:
+    """A spec compound-scaled by `phi` (the paper's coefficients) or scaled by width/depth
+    multipliers, and the multipliers used (resolution 1 for width/depth); unchanged without any."""
+    if phi is not None and (width is not None or depth is not None):
+        raise ValueError("give either phi or width/depth multipliers, not both")
+    if phi is not None:
+        return scale_compound(spec, phi)
+    if width is None and depth is None:
+        return spec, Multipliers(1.0, 1.0, 1.0)
+    w, d = width or 1.0, depth or 1.0
+    if w <= 0 or d <= 0:
+        raise ValueError(f"width and depth multipliers must be > 0 (got {w}, {d})")
+    return scale(spec, width=w, depth=d, name=f"{spec.name}-w{w:g}-d{d:g}"), Multipliers(d, w, 1.0)
 
 
 def read_coeffs(path: Path | None) -> tuple[float, float, float]:

@@ -86,33 +86,6 @@ STEM_POOL_STRIDE = {"conv": 1, "resnet": 2}  # stem kind -> its max pool's strid
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    """What a model expects of an image (used by effnet.data and predict)."""
-
-    train_size: int
-    eval_size: int
-    crop_pct: float = 0.875  # eval: resize short side to eval_size / crop_pct, center crop
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    # eval: "center" keeps the aspect ratio (resize the short side); "squash" resizes both sides to
-    # eval_size / crop_pct first, as V2's eval at >= 320 px (SPEC C.7) and timm's crop_mode do
-    crop_mode: str = "center"
-
-    def __post_init__(self) -> None:
-        if self.crop_mode not in CROP_MODES:
-            raise ValueError(f"unknown crop_mode {self.crop_mode!r}; expected one of {CROP_MODES}")
-
-
-CROP_MODES = ("center", "squash")
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
-
-
-@dataclass(frozen=True)
 class NetSpec:
     """A whole network: stem -> stages -> 1x1 head -> pool -> dropout -> classifier."""
 
@@ -124,7 +97,6 @@ class NetSpec:
     dropout: float = 0.2
     drop_path: float = 0.2  # stochastic depth rate reached (almost) at the last block, SPEC A.6
     rounding: Rounding = field(default_factory=Rounding)
-    preprocess: Preprocess = field(default_factory=lambda: Preprocess(224, 224))
 
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:
@@ -142,11 +114,10 @@ class NetSpec:
     def with_(self, **changes) -> NetSpec:
         return replace(self, **changes)
 
-    def table(self) -> str:
-        """The spec as the paper prints it: one row per stage with input resolution."""
-        res = self.preprocess.eval_size
+    def table(self, size: int = 224) -> str:
+        """The spec as the paper prints it: one row per stage with its input resolution for
+        `size` px images (the spec has no size of its own: that belongs to the weights)."""
         rows = [("stage", "operator", "k", "s", "e", "in", "out", "layers", "SE", "input res")]
-        size = res
         rows.append(("0", f"Conv{self.stem.kernel}x{self.stem.kernel} stem", str(self.stem.kernel),
                      str(self.stem.stride), "-", "3", str(self.stem.out), "1", "-", f"{size}x{size}"))
         size = math.ceil(math.ceil(size / self.stem.stride) / self.stem.pool_stride)
@@ -205,12 +176,10 @@ def spec_to_dict(spec: NetSpec) -> dict:
 
 
 def spec_from_dict(d: dict) -> NetSpec:
-    pre = dict(d["preprocess"])
-    pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
-    if "crop_mode" not in pre:  # written before crop_mode existed: crop_pct >= 1 meant squash
-        pre["crop_mode"] = "squash" if pre["crop_pct"] >= 1.0 else "center"
+    """The spec `spec_to_dict` wrote. Files of earlier versions hold the preprocessing inside the
+    spec: it is not part of it (`effnet.arch.config` reads it from there)."""
     return NetSpec(
         name=d["name"], stem=Stem(**d["stem"]), stages=tuple(Stage(**s) for s in d["stages"]),
         head=d["head"], act=d["act"], dropout=d["dropout"], drop_path=d["drop_path"],
-        rounding=Rounding(**d["rounding"]), preprocess=Preprocess(**pre),
+        rounding=Rounding(**d["rounding"]),
     )

@@ -1,16 +1,19 @@
 """The paper tables, as data rows. Hold this file beside V1 Table 1, the Lite README and V2 Table 4.
 
 Every published variant is a base table plus one coefficient row; `VARIANTS` maps a model name
-(timm's names) to its `NetSpec`. A `tf_` name is the same network with TensorFlow padding and BN
-settings, for TF-trained weights (chosen in `effnet.models`, not here: this layer is pure data).
+(timm's names) to its `NetSpec`, and `PREPROCESS` beside it to the preprocessing the paper trained
+and evaluated that variant with (the architecture default of its data config; weights and recipes
+override it, see effnet.data.config). A `tf_` name is the same network with TensorFlow padding, BN
+settings and preprocessing, for TF-trained weights (effnet.arch.conventions decides those).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from .preprocess import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocess, crop_pct_tpu
 from .scaling import scale
-from .spec import HALF, IMAGENET_MEAN, IMAGENET_STD, NetSpec, Preprocess, Rounding, Stage, Stem
+from .spec import NetSpec, Rounding, Stage, Stem
 
 # --- EfficientNet-B0 (V1 Table 1; TPU _DEFAULT_BLOCKS_ARGS) -----------------------------------
 B0_STAGES = (
@@ -129,89 +132,77 @@ LITE_ROUNDING = Rounding(ten_percent_guard=True, fixed_stem_head=True, fixed_end
 V2_ROUNDING = Rounding(ten_percent_guard=False)
 
 
-CROP_PADDING = 32  # TPU preprocessing.py: the eval crop is padded by a fixed 32 px at every size
-
-
-def crop_pct_tpu(size: int) -> float:
-    """TPU eval crop: the center size/(size + 32) of the short side (B0@224: 0.875, B3@300: 0.904,
-    B7@600: 0.949), as timm's tf_ configs say."""
-    return size / (size + CROP_PADDING)
-
-
 def v1_base() -> NetSpec:
-    return NetSpec("efficientnet_b0", Stem(32), B0_STAGES, head=1280, act="silu",
-                   rounding=V1_ROUNDING, preprocess=Preprocess(224, 224))
+    return NetSpec("efficientnet_b0", Stem(32), B0_STAGES, head=1280, act="silu", rounding=V1_ROUNDING)
 
 
 def lite_base() -> NetSpec:
     no_se = tuple(replace(s, se=0.0) for s in B0_STAGES)
-    pre = Preprocess(224, 224, interpolation="bilinear", mean=HALF, std=HALF)
     return NetSpec("efficientnet_lite0", Stem(32), no_se, head=1280, act="relu6",
-                   rounding=LITE_ROUNDING, preprocess=pre)
+                   rounding=LITE_ROUNDING)
 
 
 def v2_base() -> NetSpec:
     return NetSpec("efficientnetv2_b0", Stem(32), V2_BASE_STAGES, head=1280, act="silu",
-                   rounding=V2_ROUNDING, preprocess=Preprocess(192, 224))
+                   rounding=V2_ROUNDING)
 
 
 def mobilenet_v2() -> NetSpec:
     return NetSpec("mobilenetv2_100", Stem(32), MOBILENET_V2_STAGES, head=1280, act="relu6",
-                   dropout=0.2, drop_path=0.0, rounding=V1_ROUNDING,
-                   preprocess=Preprocess(224, 224, interpolation="bilinear"))
+                   dropout=0.2, drop_path=0.0, rounding=V1_ROUNDING)
 
 
 def resnet50() -> NetSpec:
     return NetSpec("resnet50", Stem(64, kernel=7, kind="resnet"), RESNET50_STAGES, head=0, act="relu",
-                   dropout=0.0, drop_path=0.0, rounding=V1_ROUNDING,
-                   preprocess=Preprocess(224, 224, interpolation="bilinear"))
-
-
-def _v1(key: str) -> NetSpec:
-    w, d, res, drop = V1_COEFFICIENTS[key]
-    spec = scale(v1_base(), width=w, depth=d, dropout=drop, name=f"efficientnet_{key}")
-    return spec.with_(preprocess=Preprocess(res, res, crop_pct=crop_pct_tpu(res)))
-
-
-def _lite(key: str) -> NetSpec:
-    w, d, res, drop = LITE_COEFFICIENTS[key]
-    spec = scale(lite_base(), width=w, depth=d, dropout=drop, name=f"efficientnet_{key}")
-    return spec.with_(preprocess=replace(spec.preprocess, train_size=res, eval_size=res,
-                                         crop_pct=crop_pct_tpu(res)))
-
-
-def _v2_eval_crop(size: int) -> float:
-    """AML V2 eval: below 320 px a size/(size+32) center crop, from 320 px a plain resize."""
-    return 1.0 if size >= 320 else crop_pct_tpu(size)
-
-
-def _v2(key: str) -> NetSpec:
-    if key in V2_TABLES:
-        stem, stages, train, evl, drop = V2_TABLES[key]
-        spec = NetSpec(f"efficientnetv2_{key}", Stem(stem), stages, head=1280, act="silu",
-                       dropout=drop, rounding=V2_ROUNDING)
-        pre = Preprocess(train, evl, crop_pct=_v2_eval_crop(evl), interpolation="bilinear",
-                         mean=HALF, std=HALF, crop_mode="squash" if evl >= 320 else "center")
-    else:
-        w, d, train, evl, drop = V2_COEFFICIENTS[key]
-        spec = scale(v2_base(), width=w, depth=d, dropout=drop, name=f"efficientnetv2_{key}")
-        # B0-B3 use the V1 legacy pipeline "for fair comparison to EfficientNetV1" (SPEC C.7)
-        pre = Preprocess(train, evl, crop_pct=crop_pct_tpu(evl), interpolation="bicubic",
-                         mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return spec.with_(preprocess=pre)
+                   dropout=0.0, drop_path=0.0, rounding=V1_ROUNDING)
 
 
 def _build_registry() -> dict[str, NetSpec]:
     reg: dict[str, NetSpec] = {}
-    for key in V1_COEFFICIENTS:
-        reg[f"efficientnet_{key}"] = _v1(key)
-    for key in LITE_COEFFICIENTS:
-        reg[f"efficientnet_{key}"] = _lite(key)
-    for key in (*V2_TABLES, *V2_COEFFICIENTS):
-        reg[f"efficientnetv2_{key}"] = _v2(key)
+    for key, (w, d, _, drop) in V1_COEFFICIENTS.items():
+        reg[f"efficientnet_{key}"] = scale(v1_base(), width=w, depth=d, dropout=drop,
+                                           name=f"efficientnet_{key}")
+    for key, (w, d, _, drop) in LITE_COEFFICIENTS.items():
+        reg[f"efficientnet_{key}"] = scale(lite_base(), width=w, depth=d, dropout=drop,
+                                           name=f"efficientnet_{key}")
+    for key, (stem, stages, _, _, drop) in V2_TABLES.items():
+        reg[f"efficientnetv2_{key}"] = NetSpec(f"efficientnetv2_{key}", Stem(stem), stages, head=1280,
+                                               act="silu", dropout=drop, rounding=V2_ROUNDING)
+    for key, (w, d, _, _, drop) in V2_COEFFICIENTS.items():
+        reg[f"efficientnetv2_{key}"] = scale(v2_base(), width=w, depth=d, dropout=drop,
+                                             name=f"efficientnetv2_{key}")
     reg["mobilenetv2_100"] = mobilenet_v2()
     reg["resnet50"] = resnet50()
     return reg
 
 
 VARIANTS: dict[str, NetSpec] = _build_registry()
+
+
+# --- The papers' preprocessing per variant (TPU preprocessing.py, AML V2; SPEC A.8, B, C.7) --------
+def _v2_eval_crop(size: int) -> float:
+    """AML V2 eval: below 320 px a size/(size+32) center crop, from 320 px a plain resize."""
+    return 1.0 if size >= 320 else crop_pct_tpu(size)
+
+
+def _build_preprocess() -> dict[str, Preprocess]:
+    pre: dict[str, Preprocess] = {}
+    for key, (_, _, res, _) in V1_COEFFICIENTS.items():
+        pre[f"efficientnet_{key}"] = Preprocess(res, res, crop_pct=crop_pct_tpu(res))
+    for key, (_, _, res, _) in LITE_COEFFICIENTS.items():
+        pre[f"efficientnet_{key}"] = Preprocess(res, res, crop_pct=crop_pct_tpu(res),
+                                                interpolation="bilinear", mean=HALF, std=HALF)
+    for key, (_, _, train, evl, _) in V2_TABLES.items():
+        pre[f"efficientnetv2_{key}"] = Preprocess(
+            train, evl, crop_pct=_v2_eval_crop(evl), interpolation="bilinear", mean=HALF, std=HALF,
+            crop_mode="squash" if evl >= 320 else "center")
+    for key, (_, _, train, evl, _) in V2_COEFFICIENTS.items():
+        # B0-B3 use the V1 legacy pipeline "for fair comparison to EfficientNetV1" (SPEC C.7)
+        pre[f"efficientnetv2_{key}"] = Preprocess(train, evl, crop_pct=crop_pct_tpu(evl),
+                                                  mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for name in ("mobilenetv2_100", "resnet50"):  # torchvision's baselines
+        pre[name] = Preprocess(224, 224, interpolation="bilinear")
+    return pre
+
+
+PREPROCESS: dict[str, Preprocess] = _build_preprocess()

@@ -78,8 +78,11 @@ def load_source(source: str, weights: Path | None, num_classes: int | None):
     return model, classes, None
 
 
-def _size(args, model) -> int:
-    return model.spec.preprocess.eval_size if args.size is None else args.size
+def _data_config(args, model):
+    """The model's data config, `--size` over its own eval size."""
+    from ..data.config import DataOverrides, resolve_data_config
+
+    return resolve_data_config(model, flags=DataOverrides(eval_size=args.size))
 
 
 def _default_output(source: str, run: Path | None, tag: str, suffix: str) -> Path:
@@ -93,7 +96,7 @@ def cmd_export(args) -> int:
         _require("onnxscript", "onnxscript", "ONNX export")
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
     dynamic = ex.parse_dynamic(args.dynamic)
-    size = ex.check_size(model, _size(args, model), "size" in dynamic)
+    size = ex.check_size(model, _data_config(args, model).eval_size, "size" in dynamic)
     suffix = ex.FORMATS[args.format]
     out = args.output or _default_output(args.source, run, "", suffix)
     ready = ex.prepare(model, fuse=args.fuse)
@@ -117,11 +120,12 @@ def cmd_quantize(args) -> int:
     if args.images < 1:
         raise UserError(f"--images must be >= 1 (got {args.images})")
     model, classes, run = load_source(args.source, args.weights, args.num_classes)
-    size = ex.check_size(model, _size(args, model), False)
+    pre = _data_config(args, model)
+    size = ex.check_size(model, pre.eval_size, False)
     keep = [p.strip() for p in args.keep_float.split(",") if p.strip()]
     q.float_module_names(model, keep)  # an unknown part fails before the slow work
     files = q.find_images(args.calib, args.images)
-    converted = q.quantize_int8(model, q.calibration_batches(files, model.spec.preprocess, size),
+    converted = q.quantize_int8(model, q.calibration_batches(files, pre, size),
                                 size, keep)
     out = args.output or _default_output(args.source, run, "_int8", ".pt2")
     q.save_int8(converted, model, classes, size, out, keep, len(files))

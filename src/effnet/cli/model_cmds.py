@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> int:
-    from ..models import get_spec, list_models
+    from ..data.config import resolve_data_config
+    from ..models import list_models, plan_model
     from ..tools.profile import count_macs, count_params
 
     if args.pretrained:
@@ -60,8 +61,8 @@ def cmd_models(args) -> int:
         raise UserError(f"no model matches {args.pattern!r}; try `effnet models`")
     rows = [("model", "params (M)", "GMACs", "train px", "eval px", "crop", "interp")]
     for n in names:
-        spec = get_spec(n)
-        pre = spec.preprocess
+        config = plan_model(n).config
+        spec, pre = config.spec, resolve_data_config(config)
         rows.append((n, f"{count_params(spec) / 1e6:.2f}",
                      f"{count_macs(spec, pre.eval_size) / 1e9:.3f}",
                      str(pre.train_size), str(pre.eval_size), f"{pre.crop_pct:.3f}", pre.interpolation))
@@ -97,26 +98,28 @@ def _list_pretrained(pattern: str) -> int:
 
 def cmd_scale(args) -> int:
     from ..arch.scaling import read_coeffs, scale_compound
-    from ..models import get_spec
+    from ..data.config import resolve_data_config
+    from ..models import plan_model
     from ..tools.profile import count_macs, count_params
 
     alpha, beta, gamma = read_coeffs(args.coeffs)
     alpha = args.alpha if args.alpha is not None else alpha
     beta = args.beta if args.beta is not None else beta
     gamma = args.gamma if args.gamma is not None else gamma
-    base = get_spec(args.base)
+    config = plan_model(args.base).config
+    base, base_res = config.spec, resolve_data_config(config).eval_size
     try:
         scaled, m = scale_compound(base, args.phi, alpha, beta, gamma, args.depth_rounding)
+        res = m.scaled_size(base_res)
     except ValueError as e:
         raise UserError(str(e)) from None
-    base_res, res = base.preprocess.eval_size, scaled.preprocess.eval_size
     base_macs, macs = count_macs(base, base_res), count_macs(scaled, res)
     print(f"{args.base} scaled with phi={args.phi:g}, alpha={alpha:g}, beta={beta:g}, gamma={gamma:g}")
     print(f"  depth x{m.depth:.3f}  width x{m.width:.3f}  resolution x{m.resolution:.3f} "
           f"-> {res}px (base {base_res}px); alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f}; "
           f"depth rounding {args.depth_rounding}")
     print()
-    print(scaled.table())
+    print(scaled.table(res))
     print()
     ratio, target = macs / base_macs, 2 ** args.phi
     print(f"params {count_params(scaled):,} (base {count_params(base):,})")
@@ -126,11 +129,12 @@ def cmd_scale(args) -> int:
 
 
 def cmd_profile(args) -> int:
+    from ..data.config import DataOverrides, resolve_data_config
     from ..models import create_model
     from ..tools.profile import format_profile, profile
 
     model = create_model(args.model)
-    size = args.size or model.spec.preprocess.eval_size
+    size = resolve_data_config(model, flags=DataOverrides(eval_size=args.size)).eval_size
     r = profile(model, size, args.batch, device=args.device, channels_last=args.channels_last)
     print(f"{args.model}")
     print(format_profile(r))
@@ -140,15 +144,17 @@ def cmd_profile(args) -> int:
 def cmd_predict(args) -> int:
     import torch
 
+    from ..data.config import resolve_data_config
     from ..inference import load_for_inference, preprocess_image
     from ..weights import imagenet_classes
 
     model, classes = load_for_inference(args.model, args.weights, args.num_classes, args.pretrained)
+    pre = resolve_data_config(model)
     if classes is None and model.num_classes == 1000:
         classes = imagenet_classes()
     k = min(args.topk, model.num_classes)
     for i, path in enumerate(args.images):
-        x = preprocess_image(path, model.spec.preprocess)
+        x = preprocess_image(path, pre)
         # once the input is known good, before any answer; --pretrained loads published weights
         if i == 0 and args.weights is None and args.pretrained is None:
             print("effnet: warning: no --weights given: these predictions come from random weights",

@@ -112,7 +112,7 @@ def cmd_search_compound(args) -> int:
                        progress=args.progress)
     res = run_search(cfg)
     n_in = sum(abs(c.off_target) <= cfg.tolerance for c in res.measured)
-    print(f"{res.base.name} @ {res.base.preprocess.eval_size}px ({res.base_macs / 1e6:.2f} MMACs), "
+    print(f"{res.base.name} @ {res.base.size}px ({res.base_macs / 1e6:.2f} MMACs), "
           f"phi={cfg.phi:g}: {len(res.measured)} grid points near alpha*beta^2*gamma^2 = 2, "
           f"{n_in} within {cfg.tolerance:.0%} of {2 ** cfg.phi:g}x measured MACs, "
           f"{len(res.trained)} distinct networks")
@@ -184,7 +184,7 @@ def cmd_search_nas(args) -> int:
     res = run_nas(cfg)
     b = res.base
     print(f"space {res.space.name}: {res.space.size:.3g} candidates on {res.space.base.name} @ "
-          f"{res.space.base.preprocess.eval_size}px; backbone {b['params'] / 1e6:.3f}M params, "
+          f"{res.size}px; backbone {b['params'] / 1e6:.3f}M params, "
           f"{b['macs'] / 1e6:.2f} MMACs, train step {b['step_s'] * 1e3:.1f} ms at batch "
           f"{cfg.time_batch}; {len(res.trained)}/{cfg.trials} trained")
     print()
@@ -192,7 +192,7 @@ def cmd_search_nas(args) -> int:
     print()
     if res.best is not None:
         print(f"best (reward {res.best.reward:.4f}, top-1 {res.best.attrs['top1']:.2f} %):")
-        print(res.best.spec.table())
+        print(res.best.spec.table(res.size))
     if not res.complete:
         print("search not finished: re-run the same command to continue")
     for what, path in res.files.items():

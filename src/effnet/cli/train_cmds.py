@@ -234,14 +234,13 @@ def _ema_sibling(weights: Path) -> Path | None:
 
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
+    from ..data.config import DataOverrides, resolve_data_config
     from ..inference import load_for_inference
     from ..tables import text_table
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
 
-    if args.pretrained is not None:
-        if args.weights is not None:
-            raise UserError("give either --weights or --pretrained, not both")
+    if args.pretrained is not None:  # with --weights too, the model factory refuses the pair
         files = [("pretrained", args.pretrained)]
     else:
         if args.weights is None:
@@ -261,7 +260,8 @@ def cmd_eval(args) -> int:
     rows = []
     for label, path in files:
         if label == "pretrained":  # the published class count unless --num-classes says otherwise
-            model, classes = load_for_inference(args.model, None, args.num_classes, pretrained=path)
+            model, classes = load_for_inference(args.model, args.weights, args.num_classes,
+                                                pretrained=path)
         else:
             # a --model must name the network the weights' config (or run) says
             model, classes = load_for_inference(args.model, path, args.num_classes,
@@ -272,8 +272,8 @@ def cmd_eval(args) -> int:
         if classes is not None and list(classes) != list(splits.classes):
             raise UserError(f"{path} was trained on classes {classes[:5]}... but {splits.name} has "
                             f"{splits.classes[:5]}...")
-        pre = model.spec.preprocess
-        data = Transformed(splits.val, eval_transform(pre, args.img_size or pre.eval_size))
+        pre = resolve_data_config(model, flags=DataOverrides(eval_size=args.img_size))
+        data = Transformed(splits.val, eval_transform(pre, pre.eval_size))
         loader = eval_loader(data, args.batch_size, args.workers, world)
         r = evaluate(model.to(world.device), loader, world, args.amp)
         rows.append((label, str(path), f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['loss']:.4f}",

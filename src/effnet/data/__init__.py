@@ -18,25 +18,29 @@ Unreadable images are found when the folder is loaded and skipped with one warni
 raise UserError naming the first), so a DataLoader worker never meets one it did not expect.
 Images claiming more than images.MAX_PIXELS are refused; a large JPEG is decoded only as large
 as its transform needs (`Transformed` passes the transform's `decode_size`; images.py says how).
+
+The data config (which preprocessing a model gets) is resolved in one place, `config.py`
+(`resolve_data_config`). Names load on first use (PEP 562): the model factory reads the data config
+without importing torchvision's transforms.
 """
 
-from .datasets import (
-    ArrayImages,
-    DataSplits,
-    Split,
-    Transformed,
-    load_data,
-    load_digits_splits,
-    stratified_split,
-)
-from .folders import ImageFiles, scan_folder
-from .images import IMG_EXTENSIONS, check_image, load_rgb, to_rgb
-from .mixing import BatchMixer, batch_mixer
-from .transforms import Cutout, RandAugmentM, eval_transform, train_transform
+from __future__ import annotations
 
-__all__ = [
-    "IMG_EXTENSIONS", "ArrayImages", "BatchMixer", "Cutout", "DataSplits", "ImageFiles",
-    "RandAugmentM", "Split", "Transformed", "batch_mixer", "check_image", "eval_transform",
-    "load_data", "load_digits_splits", "load_rgb", "scan_folder", "stratified_split",
-    "to_rgb", "train_transform",
-]
+from ..lazy import lazy_names
+
+_LAZY = {
+    "ArrayImages": "datasets", "DataSplits": "datasets", "Split": "datasets",
+    "Transformed": "datasets", "load_data": "datasets", "load_digits_splits": "datasets",
+    "stratified_split": "datasets",
+    "ImageFiles": "folders", "scan_folder": "folders",
+    "IMG_EXTENSIONS": "images", "check_image": "images", "load_rgb": "images", "to_rgb": "images",
+    "BatchMixer": "mixing", "batch_mixer": "mixing",
+    "Cutout": "transforms", "RandAugmentM": "transforms", "eval_transform": "transforms",
+    "train_transform": "transforms",
+    "DataOverrides": "config", "resolve_data_config": "config",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

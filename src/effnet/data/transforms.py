@@ -8,7 +8,7 @@ import math
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from ..arch.spec import Preprocess
+from ..arch.preprocess import Preprocess
 from ..errors import UserError
 
 # RandAugment magnitude. The papers' M follows TF's autoaugment.py: op strength = M / 10 * (value at

@@ -12,13 +12,11 @@ from torch import nn
 @dataclass(frozen=True)
 class NormConfig:
     """BatchNorm settings. They follow the weights' source: PyTorch-trained weights (timm,
-    torchvision V1) use eps 1e-5 / momentum 0.1, TF-trained ones eps 1e-3 / momentum 0.01 (SPEC G.1)."""
+    torchvision V1) use eps 1e-5 / momentum 0.1, TF-trained ones eps 1e-3 / momentum 0.01 (SPEC G.1;
+    the model config carries them, effnet.arch.conventions decides them per name)."""
 
     eps: float = 1e-5
     momentum: float = 0.1
-
-
-TF_NORM = NormConfig(eps=1e-3, momentum=0.01)
 
 
 def make_act(name: str) -> nn.Module:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..arch.config import ModelConfig
+from ..arch.preprocess import Preprocess
 from ..arch.spec import NetSpec
 from .blocks import BLOCKS, ResidualBlock
 from .layers import ConvNormAct, NormConfig
@@ -22,9 +23,11 @@ class EfficientNet(nn.Module):
 
     def __init__(self, spec: NetSpec, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float | None = None, drop_path_rate: float | None = None,
-                 norm: NormConfig = NormConfig(), tf_padding: bool = False):
+                 norm: NormConfig = NormConfig(), tf_padding: bool = False,
+                 preprocess: Preprocess | None = None):
         super().__init__()
         self.spec = spec
+        self.preprocess = preprocess  # what its weights expect (see effnet.arch.config)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.norm = norm
@@ -74,14 +77,14 @@ class EfficientNet(nn.Module):
         """The network a `ModelConfig` describes; overrides: drop_rate, drop_path_rate."""
         return cls(config.spec, num_classes=config.num_classes, in_chans=config.in_chans,
                    norm=NormConfig(config.bn_eps, config.bn_momentum),
-                   tf_padding=config.tf_padding, **overrides)
+                   tf_padding=config.tf_padding, preprocess=config.preprocess, **overrides)
 
     @property
     def config(self) -> ModelConfig:
         """Everything needed to rebuild this network (see `effnet.arch.config`)."""
         return ModelConfig(self.spec, num_classes=self.num_classes, in_chans=self.in_chans,
                            bn_eps=self.norm.eps, bn_momentum=self.norm.momentum,
-                           tf_padding=self.tf_padding)
+                           tf_padding=self.tf_padding, preprocess=self.preprocess)
 
     def set_bn_eps(self, eps: float) -> None:
         """BatchNorm eps of every layer, e.g. to match the convention of loaded weights."""

@@ -1,8 +1,10 @@
 """Published pretrained weights by name: `effnet.create_model("efficientnet_b0", pretrained=True)`.
 
 `table` holds the rows (data), `hub` fetches a row's file into torch.hub's cache and converts it once
-to effnet safetensors. `resolve_pretrained(tag)` is the one entry point for callers (create_model,
-the CLI, the trainer): it returns the row and a local effnet safetensors path.
+to effnet safetensors. `resolve_pretrained(tag)` is the one entry point for callers (the model
+factory, effnet.models): it returns the row and a local effnet safetensors path; `row_config(row)`
+is the config of the network that holds a row's weights. Nothing here builds a named model
+(effnet.models sits above this package and builds through it).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import fnmatch
 from pathlib import Path
 
 from ..errors import UserError
+from .config import row_config
 from .table import ROWS, OfflineSource, PretrainedWeights
 
 __all__ = ["ROWS", "OfflineSource", "PretrainedWeights", "default_tag", "find_pretrained",
-           "list_pretrained", "resolve_pretrained"]
+           "list_pretrained", "resolve_pretrained", "row_config"]
 
 _BY_TAG = {r.tag: r for r in ROWS}
 
@@ -54,3 +57,4 @@ def resolve_pretrained(name: str | PretrainedWeights, url_base: str | None = Non
 
     row = name if isinstance(name, PretrainedWeights) else find_pretrained(name)
     return row, local_weights(row, url_base=url_base, progress=progress)
+

@@ -21,7 +21,9 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import UserError, error_line
+from ..nn.model import EfficientNet
 from ..weights import detect_format, load_state_dict_file, load_weights, save_weights
+from .config import row_config
 from .table import OfflineSource, PretrainedWeights
 
 URL_BASE_ENV = "EFFNET_HUB_URL"  # serve every file from this mirror directory (tests, air-gapped sites)
@@ -146,15 +148,11 @@ def _hf_download(row: PretrainedWeights, placed: Path) -> Path:
 
 
 def _convert(row: PretrainedWeights, src: Path, key_map: str, out: Path) -> None:
-    from ..models import build, resolve
-
     sd = load_state_dict_file(src)
     found = detect_format(sd)
     if found != key_map:
         raise UserError(f"{src} has {found} keys but {row.tag} is published in {key_map} layout; "
                         f"is it the right file?")
-    spec, tf = resolve(row.model)
-    norm = {"bn_eps": row.bn_eps} if row.bn_eps is not None else {}
-    model = build(spec, num_classes=row.num_classes, tf=tf, **norm)
+    model = EfficientNet.from_config(row_config(row))
     load_weights(model, sd)
     save_weights(model, out, metadata={"pretrained": row.tag, "source_file": src.name})

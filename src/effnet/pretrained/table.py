@@ -1,7 +1,8 @@
 """Published ImageNet checkpoints as data: one row per file, named as timm names them (`arch.tag`).
 
 Each row says where the file lives, which key map reads it, the preprocessing the weights were
-trained and evaluated with, their published ImageNet top-1 and their license.
+trained and evaluated with, their published ImageNet top-1 and their license. The BatchNorm eps a
+row's weights need follows from its key map (effnet.weights.sources decides it per source).
 
 Sources of the numbers (read offline, then written here as data; effnet does not import timm):
 - timm rows: `timm.models.get_pretrained_cfg(tag)` of timm 1.0 (input_size -> train size,
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch.spec import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from ..weights import TORCHVISION_EPS_1E3_V1, TORCHVISION_V2_BN_EPS
+from ..arch.preprocess import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ class PretrainedWeights:
     url: str | None = None  # direct download; the name carries a sha256 prefix (`name-<sha256[:8]>.ext`)
     hf_hub: str | None = None  # Hugging Face hub repo holding model.safetensors in timm's layout
     num_classes: int = 1000
-    bn_eps: float | None = None  # BatchNorm eps the weights need when not the model's own
     offline: OfflineSource | None = None
 
     @property
@@ -83,10 +82,8 @@ def _tv(tag: str, crop: int, resize: int, interpolation: str, stats, top1: float
     pre = Preprocess(train or crop, crop, crop_pct=crop / resize, interpolation=interpolation,
                      mean=stats[0], std=stats[1])
     arch = tag.split(".")[0]
-    # torchvision builds V2 and B5-B7 with BatchNorm eps 1e-3 (effnet.weights knows it too)
-    eps = TORCHVISION_V2_BN_EPS if arch in (*TORCHVISION_V2_MODELS, *TORCHVISION_EPS_1E3_V1) else None
     return PretrainedWeights(tag, TORCHVISION_V2_MODELS.get(arch, arch), "torchvision", pre, top1,
-                             "bsd-3-clause", url=url, bn_eps=eps)
+                             "bsd-3-clause", url=url)
 
 
 # Per architecture the first row is the default (`pretrained=True`): timm's default tag, and

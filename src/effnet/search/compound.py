@@ -14,12 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arch.scaling import scale_compound
-from ..arch.spec import NetSpec
 from ..errors import UserError
 from ..signals import StopOnSignal, stop_on_signal
 from . import study as st
-from .grid import Candidate, MacCounter, base_spec, candidates
+from .grid import Candidate, MacCounter, SearchBase, base_spec, candidates
 from .proxy import Proxy, train_spec
 
 # seconds a claimed trial waits before training: lets tests see workers overlap and kill mid-trial
@@ -50,7 +48,7 @@ class SearchConfig:
 @dataclass
 class SearchResult:
     output: Path
-    base: NetSpec
+    base: SearchBase
     base_macs: int
     measured: list[Candidate]  # every prefiltered grid point
     trained: list[Candidate]  # the unique in-tolerance ones, with .result
@@ -60,22 +58,21 @@ class SearchResult:
 
 
 def prepare_base(name: str, base_phi: float | None, base_size: int | None, proxy: Proxy
-                 ) -> NetSpec:
-    from ..models import resolve
+                 ) -> SearchBase:
+    """The base network (shrunk by `base_phi`) and its size, by the data config's precedence:
+    --base-size > the proxy recipe's image size > the base's own (scaled with it)."""
+    from ..data.config import DataOverrides, resolve_data_config
+    from ..models import plan_model
     from ..train.recipe import get_recipe
 
-    spec, _ = resolve(name)
-    if base_phi is not None:
-        try:
-            spec, _ = scale_compound(spec, base_phi)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-    size = base_size or get_recipe(proxy.recipe).img_size or spec.preprocess.eval_size
-    return base_spec(spec, size)
+    config = plan_model(name, phi=base_phi).config
+    recipe_size = DataOverrides(eval_size=get_recipe(proxy.recipe).img_size)
+    pre = resolve_data_config(config, recipe=recipe_size, flags=DataOverrides(eval_size=base_size))
+    return base_spec(config.spec, pre.eval_size, pre)
 
 
-def _config_record(cfg: SearchConfig, base: NetSpec, keys: list[str]) -> dict:
-    return {"base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.preprocess.eval_size,
+def _config_record(cfg: SearchConfig, base: SearchBase, keys: list[str]) -> dict:
+    return {"base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.size,
             "phi": cfg.phi, "grid_step": cfg.grid_step, "tolerance": cfg.tolerance,
             "proxy": cfg.proxy.study_record(), "candidates": keys}
 
@@ -138,7 +135,7 @@ def _run_search(cfg: SearchConfig, stop: StopOnSignal) -> SearchResult:
             if delay := float(os.environ.get(TRIAL_DELAY_ENV) or 0):  # tests: a trial that lasts
                 time.sleep(delay)
             summary = train_spec(cand.spec, cand.resolution, cfg.proxy, run_dir,
-                                 log=run_dir.parent / f"{key}.log")
+                                 log=run_dir.parent / f"{key}.log", preprocess=base.preprocess)
         trial.set_user_attr("run_dir", str(run_dir))
         return float(summary["best"]["top1"])
 

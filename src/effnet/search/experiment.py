@@ -20,7 +20,7 @@ from ..arch.spec import NetSpec
 from ..errors import UserError
 from ..fileio import atomic_write_bytes
 from ..tables import markdown_table, text_table
-from .grid import MacCounter
+from .grid import MacCounter, SearchBase
 from .proxy import Proxy, train_spec
 
 METHODS = ("depth", "width", "resolution", "compound")
@@ -69,31 +69,31 @@ def _solve(f: Callable[[float], int], target: float, lo: float, hi: float, integ
     return lo if abs(math.log(below / target)) < abs(math.log(above / target)) else hi
 
 
-def matched(base: NetSpec, ratio: float, counter: MacCounter,
+def matched(base: SearchBase, ratio: float, counter: MacCounter,
             coeffs: tuple[float, float, float] = (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
             ) -> list[Scaled]:
     """The base scaled by each METHOD to measured MACs ~= ratio x the base's."""
     if not ratio > 1:
         raise UserError(f"--target-flops-ratio must be > 1 (got {ratio:g})")
-    res0 = base.preprocess.eval_size
-    base_macs = counter(base, res0)
+    net, res0 = base.spec, base.size
+    base_macs = counter(net, res0)
     target = ratio * base_macs
     alpha, beta, gamma = coeffs
 
     def by_depth(d):
-        return scale(base, depth=d, depth_rounding="round", name=f"{base.name}-d{d:.3g}"), res0
+        return scale(net, depth=d, depth_rounding="round", name=f"{net.name}-d{d:.3g}"), res0
 
     def by_width(w):
-        return scale(base, width=w, name=f"{base.name}-w{w:.3g}"), res0
+        return scale(net, width=w, name=f"{net.name}-w{w:.3g}"), res0
 
     def by_res(r):
         r = int(r)
-        return scale(base, resolution=r, name=f"{base.name}-r{r}"), r
+        return net.with_(name=f"{net.name}-r{r}"), r
 
     def by_phi(phi):
-        s, _ = scale_compound(base, phi, alpha, beta, gamma, depth_rounding="round")
-        return s.with_(name=f"{base.name}-a{alpha:g}-b{beta:g}-g{gamma:g}-phi{phi:.3g}"), \
-            s.preprocess.eval_size
+        s, m = scale_compound(net, phi, alpha, beta, gamma, depth_rounding="round")
+        return s.with_(name=f"{net.name}-a{alpha:g}-b{beta:g}-g{gamma:g}-phi{phi:.3g}"), \
+            m.scaled_size(res0)
 
     makers = {"depth": (by_depth, 1.0, 2.0, False), "width": (by_width, 1.0, 2.0, False),
               "resolution": (by_res, res0, 2 * res0, True), "compound": (by_phi, 0.0, 1.0, False)}
@@ -108,7 +108,7 @@ def matched(base: NetSpec, ratio: float, counter: MacCounter,
     return out
 
 
-def run_experiment(base: NetSpec, ratios: list[float], proxy: Proxy, output: Path,
+def run_experiment(base: SearchBase, ratios: list[float], proxy: Proxy, output: Path,
                    coeffs: tuple[float, float, float] = (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA),
                    progress: bool = True) -> tuple[list[Scaled], dict[str, Path]]:
     """Train the baseline and every method at every ratio; write CSV, markdown and the plot."""
@@ -119,9 +119,9 @@ def run_experiment(base: NetSpec, ratios: list[float], proxy: Proxy, output: Pat
     splits = load_data(proxy.data)
     splits.require_two_classes()
     counter = MacCounter(num_classes=len(splits.classes))
-    res0 = base.preprocess.eval_size
-    base_macs = counter(base, res0)
-    points = [Scaled("baseline", 1.0, base, res0, base_macs, 1.0, 1.0)]
+    res0 = base.size
+    base_macs = counter(base.spec, res0)
+    points = [Scaled("baseline", 1.0, base.spec, res0, base_macs, 1.0, 1.0)]
     for r in ratios:
         points += matched(base, r, counter, coeffs)
     output = Path(output)
@@ -135,7 +135,8 @@ def run_experiment(base: NetSpec, ratios: list[float], proxy: Proxy, output: Pat
         tag = "baseline" if p.method == "baseline" else f"{p.method}-x{p.target:g}"
         bar.set_postfix_str(tag)
         run_dir = output / "runs" / tag
-        summary = train_spec(p.spec, p.resolution, proxy, run_dir, log=output / "runs" / f"{tag}.log")
+        summary = train_spec(p.spec, p.resolution, proxy, run_dir, log=output / "runs" / f"{tag}.log",
+                             preprocess=base.preprocess)
         p.result = {"top1": float(summary["best"]["top1"]), "run_dir": str(run_dir),
                     "train_time_s": float(summary.get("train_time_s", 0.0))}
     bar.close()
@@ -168,7 +169,7 @@ def verdict(points: list[Scaled]) -> list[str]:
     return lines
 
 
-def write_outputs(out: Path, base: NetSpec, points: list[Scaled], proxy: Proxy) -> dict[str, Path]:
+def write_outputs(out: Path, base: SearchBase, points: list[Scaled], proxy: Proxy) -> dict[str, Path]:
     import csv
     import io
 
@@ -183,7 +184,7 @@ def write_outputs(out: Path, base: NetSpec, points: list[Scaled], proxy: Proxy) 
         w.writerow([p.target, p.method, round(p.multiplier, 6), p.resolution, p.spec.num_blocks,
                     p.macs, round(p.ratio, 6), p.result.get("top1")])
     atomic_write_bytes(files["csv"], buf.getvalue().encode())
-    md = (f"Base {base.name} at {base.preprocess.eval_size}px; proxy recipe {proxy.recipe}, "
+    md = (f"Base {base.name} at {base.size}px; proxy recipe {proxy.recipe}, "
           f"{proxy.epochs} epoch(s), data {proxy.data or 'digits'}"
           f"{f', {proxy.train_subset} train images' if proxy.train_subset else ''}.\n\n"
           + markdown_table(header, rows) + "\n\n" + "\n".join(f"- {v}" for v in verdict(points))
@@ -202,7 +203,7 @@ def print_table(points: list[Scaled]) -> str:
     return text_table(header, rows, left=2) + "\n\n" + "\n".join(verdict(points))
 
 
-def plot_experiment(path: Path, base: NetSpec, points: list[Scaled]) -> None:
+def plot_experiment(path: Path, base: SearchBase, points: list[Scaled]) -> None:
     """Accuracy against measured MACs, one line per method from the shared baseline (V1 Fig. 8)."""
     import io
 
@@ -224,7 +225,7 @@ def plot_experiment(path: Path, base: NetSpec, points: list[Scaled]) -> None:
                 label=f"{'compound scaling' if m == 'compound' else f'scale by {m} only'}")
     ax.set_xlabel("measured MMACs per image")
     ax.set_ylabel("val top-1 %")
-    ax.set_title(f"{base.name} @ {base.preprocess.eval_size}px: scaling at matched FLOPs",
+    ax.set_title(f"{base.name} @ {base.size}px: scaling at matched FLOPs",
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from ..arch.conventions import default_preprocess
+from ..arch.preprocess import Preprocess
 from ..arch.scaling import scale_compound
 from ..arch.spec import NetSpec
 from ..errors import UserError
@@ -57,11 +59,30 @@ class Candidate:
         return self.ratio / self.target - 1.0
 
 
-def base_spec(spec: NetSpec, size: int) -> NetSpec:
-    """The base network at `size` px for train and eval (the grid scales from this size)."""
+@dataclass(frozen=True)
+class SearchBase:
+    """The network a search scales and its data config at the size it scales from (trained and
+    evaluated at that size): a spec has no size of its own (compound.prepare_base resolves it)."""
+
+    spec: NetSpec
+    preprocess: Preprocess
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def size(self) -> int:
+        return self.preprocess.eval_size
+
+
+def base_spec(spec: NetSpec, size: int, preprocess: Preprocess | None = None) -> SearchBase:
+    """The base network at `size` px for train and eval (the grid scales from this size),
+    normalised as `preprocess` says (default: the architecture's)."""
     if size < 8:
         raise UserError(f"base size must be >= 8 px (got {size})")
-    return spec.with_(preprocess=replace(spec.preprocess, train_size=size, eval_size=size))
+    pre = preprocess or default_preprocess(spec.name)
+    return SearchBase(spec, replace(pre, train_size=size, eval_size=size))
 
 
 def grid_axes(step: float, tolerance: float, phi: float = 1.0
@@ -121,19 +142,18 @@ class MacCounter:
         return self._cache[key]
 
 
-def measure(base: NetSpec, points: list[GridPoint], phi: float, counter: MacCounter,
+def measure(base: SearchBase, points: list[GridPoint], phi: float, counter: MacCounter,
             progress: bool = False) -> tuple[int, list[Candidate]]:
-    """Scale `base` (at its eval size) by every point at `phi` and count MACs.
+    """Scale `base` (at its size) by every point at `phi` and count MACs.
     Returns the base MACs and one Candidate per point (in the order given)."""
     from tqdm import tqdm
 
-    base_res = base.preprocess.eval_size
-    base_macs = counter(base, base_res)
+    base_macs = counter(base.spec, base.size)
     target = 2.0**phi
     out = []
     for p in tqdm(points, desc="measuring MACs", unit="point", disable=not progress, leave=False):
-        spec, _ = scale_compound(base, phi, p.alpha, p.beta, p.gamma, depth_rounding="round")
-        res = spec.preprocess.eval_size
+        spec, m = scale_compound(base.spec, phi, p.alpha, p.beta, p.gamma, depth_rounding="round")
+        res = m.scaled_size(base.size)
         macs = counter(spec, res)
         out.append(Candidate(p, spec.with_(name=f"{base.name}-{p.key}-phi{phi:g}"), res, macs,
                              macs / base_macs, target))
@@ -159,7 +179,7 @@ def mark_duplicates(cands: list[Candidate]) -> list[Candidate]:
     return unique
 
 
-def candidates(base: NetSpec, phi: float, step: float, tolerance: float,
+def candidates(base: SearchBase, phi: float, step: float, tolerance: float,
                counter: MacCounter | None = None, progress: bool = False
                ) -> tuple[int, list[Candidate], list[Candidate]]:
     """(base MACs, every prefiltered point measured, the unique in-tolerance ones to train)."""

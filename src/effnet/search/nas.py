@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..signals import StopOnSignal, stop_on_signal
 from . import study as st
 from .compound import prepare_base
+from .grid import SearchBase
 from .proxy import Proxy, train_spec
 from .reward import Objective, step_time
 from .space import SPACES, SearchSpace, make_space, spec_key
@@ -92,6 +93,7 @@ class Trained:
 class NasResult:
     output: Path
     space: SearchSpace
+    size: int  # the image size candidates train and are timed at
     base: dict  # the backbone's step_s, params, macs
     trained: list[Trained]
     best: Trained | None
@@ -122,9 +124,9 @@ def _sampler(name: str, seed: int):
     return SeededRandomSampler(seed)
 
 
-def _config_record(cfg: NasConfig, base: NetSpec) -> dict:
+def _config_record(cfg: NasConfig, base: SearchBase) -> dict:
     return {"kind": "nas", "space": cfg.space, "base": cfg.base, "base_phi": cfg.base_phi,
-            "base_size": base.preprocess.eval_size, "proxy": cfg.proxy.study_record(),
+            "base_size": base.size, "proxy": cfg.proxy.study_record(),
             "objective": vars(cfg.objective), "time_batch": cfg.time_batch}
 
 
@@ -203,8 +205,8 @@ def _run_nas(cfg: NasConfig, stop: StopOnSignal) -> NasResult:
     from ..data import load_data
 
     base = prepare_base(cfg.base or SPACES[cfg.space], cfg.base_phi, cfg.base_size, cfg.proxy)
-    space = make_space(cfg.space, base)
-    size = base.preprocess.eval_size
+    space = make_space(cfg.space, base.spec)
+    size = base.size
     out = Path(cfg.output or Path("runs") / f"nas-{cfg.space}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file, not a directory")
@@ -229,7 +231,7 @@ def _run_nas(cfg: NasConfig, stop: StopOnSignal) -> NasResult:
                          seed=cfg.proxy.seed)
 
     stop.check()
-    base_stats = _base_stats(study, storage, name, base, timing, cfg.heartbeat, stop)
+    base_stats = _base_stats(study, storage, name, base.spec, timing, cfg.heartbeat, stop)
     _requeue_interrupted(study)
 
     def objective(trial: optuna.Trial) -> float:
@@ -245,7 +247,7 @@ def _run_nas(cfg: NasConfig, stop: StopOnSignal) -> NasResult:
                 raise optuna.TrialPruned()
             measured = timing(spec)
             summary = train_spec(spec, size, cfg.proxy, run_dir,
-                                 log=run_dir.parent / f"{key}.log")
+                                 log=run_dir.parent / f"{key}.log", preprocess=base.preprocess)
         nonlocal ran
         ran += 1
         top1 = float(summary["best"]["top1"])
@@ -288,6 +290,6 @@ def _run_nas(cfg: NasConfig, stop: StopOnSignal) -> NasResult:
     best = trained[0] if trained else None
     from .nas_report import write_nas_outputs
 
-    files = write_nas_outputs(out, cfg, space, base_stats, trained, best, complete,
+    files = write_nas_outputs(out, cfg, space, base.preprocess, base_stats, trained, best, complete,
                               study_name=name, storage=st.public_url(url))
-    return NasResult(out, space, base_stats, trained, best, complete, files)
+    return NasResult(out, space, base.size, base_stats, trained, best, complete, files)

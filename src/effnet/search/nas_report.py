@@ -9,7 +9,9 @@ import io
 import json
 from pathlib import Path
 
-from ..arch.spec import BLOCK_KINDS, spec_to_dict
+from ..arch.config import spec_dict
+from ..arch.preprocess import Preprocess
+from ..arch.spec import BLOCK_KINDS
 from ..fileio import atomic_write_bytes
 from ..tables import text_table
 
@@ -104,11 +106,11 @@ def plot_front(path: Path, trained, best, base: dict, title: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_nas_outputs(out: Path, cfg, space, base: dict, trained, best, complete: bool,
-                      study_name: str, storage: str) -> dict[str, Path]:
+def write_nas_outputs(out: Path, cfg, space, preprocess: Preprocess, base: dict, trained, best,
+                      complete: bool, study_name: str, storage: str) -> dict[str, Path]:
     files = {"table": out / "results.csv", "pareto": out / "pareto.png", "summary": out / "nas.json"}
     atomic_write_bytes(files["table"], results_csv(trained))
-    title = (f"NAS space {space.name} on {space.base.name} @ {space.base.preprocess.eval_size}px: "
+    title = (f"NAS space {space.name} on {space.base.name} @ {preprocess.eval_size}px: "
              f"{len(trained)} candidates, {cfg.proxy.epochs} proxy epoch(s)")
     plot_front(files["pareto"], trained, best, base, title)
     summary = {"space": space.name, "base": space.base.name, "space_size": space.size,
@@ -120,5 +122,7 @@ def write_nas_outputs(out: Path, cfg, space, base: dict, trained, best, complete
     atomic_write_bytes(files["summary"], json.dumps(summary, indent=1).encode())
     if best is not None:
         files["best"] = out / "best.json"
-        atomic_write_bytes(files["best"], json.dumps(spec_to_dict(best.spec), indent=1).encode())
+        # the searched network with the preprocessing it was searched at (a config file form)
+        atomic_write_bytes(files["best"], json.dumps(spec_dict(best.spec, preprocess),
+                                                     indent=1).encode())
     return files

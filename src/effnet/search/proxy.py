@@ -15,7 +15,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ..arch.spec import NetSpec, spec_to_dict
+from ..arch.config import spec_dict
+from ..arch.preprocess import Preprocess
+from ..arch.spec import NetSpec
 from ..errors import UserError
 
 
@@ -70,13 +72,14 @@ def spec_path(run_dir: Path) -> Path:
     return run_dir.parent / f"{run_dir.name}.spec.json"
 
 
-def write_spec_file(spec: NetSpec, path: Path) -> Path:
-    """`spec` as a bare-spec JSON file (what `effnet train --model FILE` reads), written atomically."""
+def write_spec_file(spec: NetSpec, path: Path, preprocess: Preprocess | None = None) -> Path:
+    """`spec` as a spec JSON file (what `effnet train --model FILE` reads), with `preprocess`
+    beside it when given, written atomically."""
     from ..fileio import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(spec_to_dict(spec), indent=1).encode())
+    atomic_write_bytes(path, json.dumps(spec_dict(spec, preprocess), indent=1).encode())
     return path
 
 
@@ -90,9 +93,11 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return True
 
 
-def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path | None = None
-               ) -> dict:
-    """Train `spec` at `size` px with the proxy recipe into `run_dir`; returns the trainer's summary.
+def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path | None = None,
+               preprocess: Preprocess | None = None) -> dict:
+    """Train `spec` at `size` px with the proxy recipe into `run_dir`, normalised and interpolated
+    as `preprocess` says (the search base's; default the architecture's); returns the trainer's
+    summary.
 
     A run directory left by a killed worker is resumed from its last checkpoint (or started again
     when none was written), so a retried trial loses only the unfinished epoch; a finished one
@@ -113,7 +118,7 @@ def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path 
             resume = str(run_dir)
         else:
             shutil.rmtree(run_dir)
-    spec_file = write_spec_file(spec, spec_path(run_dir))
+    spec_file = write_spec_file(spec, spec_path(run_dir), preprocess)
     recipe = proxy.recipe_for(str(spec_file), size)
     opts = RunOptions(data=proxy.data, output=None if resume else str(run_dir), resume=resume,
                       train_subset=proxy.train_subset, val_subset=proxy.val_subset,

@@ -100,7 +100,7 @@ def write_search_outputs(out: Path, cfg, base, base_macs: int, measured: list[Ca
                          study_name: str, storage: str) -> dict[str, Path]:
     files = {"csv": out / "candidates.csv", "plot": out / "accuracy_vs_macs.png"}
     atomic_write_bytes(files["csv"], candidates_csv(measured, cfg.tolerance))
-    title = (f"{base.name} @ {base.preprocess.eval_size}px, phi={cfg.phi:g}: "
+    title = (f"{base.name} @ {base.size}px, phi={cfg.phi:g}: "
              f"{len(trained)} candidates, {cfg.proxy.epochs} proxy epoch(s)")
     plot_search(files["plot"], trained, best, base_macs, cfg.tolerance, title)
     if best is not None:
@@ -109,7 +109,7 @@ def write_search_outputs(out: Path, cfg, base, base_macs: int, measured: list[Ca
             "alpha": best.point.alpha, "beta": best.point.beta, "gamma": best.point.gamma,
             "accuracy": best.result["top1"], "macs": best.macs, "ratio": best.ratio,
             "target_ratio": best.target, "resolution": best.resolution, "phi": cfg.phi,
-            "base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.preprocess.eval_size,
+            "base": cfg.base, "base_phi": cfg.base_phi, "base_size": base.size,
             "base_macs": base_macs, "trial": best.result.get("trial"),
             "candidates_done": sum(c.result.get("state") == "done" for c in trained),
             "candidates": len(trained), "complete": complete, "study": study_name,

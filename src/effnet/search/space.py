@@ -75,7 +75,7 @@ def spec_key(spec: NetSpec) -> str:
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
-    base: NetSpec  # channels, strides, stem, head, preprocessing come from here
+    base: NetSpec  # channels, strides, stem, head come from here
 
     def __post_init__(self) -> None:
         bad = [s.block for s in self.base.stages if s.block not in BLOCKS]

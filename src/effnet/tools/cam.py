@@ -9,7 +9,6 @@ the heat map covers the whole picture.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +47,12 @@ def target_layer(model: nn.Module) -> nn.Module:
 
 def cam_input(image: Image.Image, model: nn.Module, size: int | None = None) -> torch.Tensor:
     from ..data import eval_transform
+    from ..data.config import DataOverrides, resolve_data_config
 
-    pre = model.spec.preprocess
-    squash = dataclasses.replace(pre, crop_pct=1.0, crop_mode="squash")  # whole image, no crop
-    return eval_transform(squash, size or pre.eval_size)(image).unsqueeze(0)
+    # the whole image, squashed, not a crop: the heat map covers what the user sees
+    pre = resolve_data_config(model, flags=DataOverrides(eval_size=size, crop_pct=1.0,
+                                                         crop_mode="squash"))
+    return eval_transform(pre, pre.eval_size)(image).unsqueeze(0)
 
 
 def grad_cam(model: nn.Module, image: Image.Image, class_index: int | None = None,

@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..arch.spec import NetSpec, spec_from_dict, spec_to_dict
+from ..arch.config import ModelConfig, spec_dict
+from ..arch.preprocess import preprocess_from_dict
+from ..arch.spec import spec_from_dict
+from ..data.config import DataOverrides, resolve_data_config
 from ..errors import UserError, error_line
 from ..fileio import atomic_write, atomic_write_bytes
 from .fuse import fuse_conv_bn
@@ -64,15 +67,14 @@ def check_size(model: nn.Module, size: int, dynamic_size: bool = False) -> int:
 
 def metadata(model: nn.Module, classes: list[str] | None, size: int | None = None,
              **extra: str) -> dict[str, str]:
-    """String key -> string value metadata: the spec (with its preprocessing; eval size `size`
+    """String key -> string value metadata: the spec, its data config (resolved; eval size `size`
     when given, for a fixed-size export) and class names."""
     spec = model.spec
-    if size is not None:
-        spec = spec.with_(preprocess=dataclasses.replace(spec.preprocess, eval_size=size))
-    pre = spec.preprocess
+    pre = resolve_data_config(model, flags=DataOverrides(eval_size=size))
     meta = {
         "effnet.model": spec.name,
-        "effnet.spec": json.dumps(spec_to_dict(spec)),
+        # the spec with its preprocessing beside it, in the model config's file form
+        "effnet.spec": json.dumps(spec_dict(spec, pre)),
         "effnet.num_classes": str(model.num_classes),
         "effnet.classes": json.dumps(list(classes) if classes else None),
         # the eval transform, spelled out for runtimes that do not read effnet's spec
@@ -168,12 +170,14 @@ def _check_archive(path: Path) -> dict[str, str]:
 
 
 class ExportedModel(nn.Module):
-    """A loaded .pt2 program (plain or int8) with what eval/predict need: spec, num_classes."""
+    """A loaded .pt2 program (plain or int8) with what eval/predict need: its config (spec, class
+    count, the preprocessing it was exported with) and num_classes."""
 
-    def __init__(self, program_module: nn.Module, spec: NetSpec, num_classes: int, meta: dict[str, str]):
+    def __init__(self, program_module: nn.Module, config: ModelConfig, meta: dict[str, str]):
         super().__init__()
         self.program = program_module
-        self.spec, self.num_classes, self.meta = spec, num_classes, meta
+        self.config, self.meta = config, meta
+        self.spec, self.num_classes = config.spec, config.num_classes
 
     def train(self, mode: bool = True) -> ExportedModel:
         # an exported program is frozen in eval behaviour; train()/eval() have nothing to switch
@@ -186,7 +190,7 @@ class ExportedModel(nn.Module):
             if not str(e).startswith(("Guard failed", "Expected input")):
                 raise
             raise UserError(f"this exported model takes other input shapes ({error_line(e)}); "
-                            f"it was exported for {self.spec.preprocess.eval_size} px") from None
+                            f"it was exported for {self.config.preprocess.eval_size} px") from None
 
 
 def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
@@ -198,6 +202,8 @@ def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
         program = torch.export.load(str(path))
     except Exception as e:  # a damaged archive, or one from an incompatible torch
         raise UserError(f"cannot load {path}: {error_line(e)}") from None
-    model = ExportedModel(program.module(), spec_from_dict(json.loads(meta["effnet.spec"])),
-                          int(meta["effnet.num_classes"]), meta)
+    spec = json.loads(meta["effnet.spec"])  # every effnet version wrote the preprocessing inside
+    config = ModelConfig(spec_from_dict(spec), num_classes=int(meta["effnet.num_classes"]),
+                         preprocess=preprocess_from_dict(spec["preprocess"]))
+    model = ExportedModel(program.module(), config, meta)
     return model, json.loads(meta.get("effnet.classes", "null"))

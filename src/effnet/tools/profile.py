@@ -34,16 +34,12 @@ def _as_module(model_or_spec, num_classes: int = 1000, in_chans: int = 3) -> nn.
     """A module as given, or a name / spec built on the meta device (no memory, no init cost)."""
     if isinstance(model_or_spec, nn.Module):
         return model_or_spec
-    from ..models import build, resolve
+    from ..models import make_model
 
-    if isinstance(model_or_spec, str):
-        spec, tf = resolve(model_or_spec)
-    elif isinstance(model_or_spec, NetSpec):
-        spec, tf = model_or_spec, False
-    else:
+    if not isinstance(model_or_spec, (str, NetSpec)):
         raise TypeError(f"expected a model, a NetSpec or a model name, got {type(model_or_spec).__name__}")
     with torch.device("meta"):
-        return build(spec, num_classes=num_classes, in_chans=in_chans, tf=tf)
+        return make_model(model_or_spec, num_classes=num_classes, in_chans=in_chans)
 
 
 def count_params(model_or_spec, num_classes: int = 1000, in_chans: int = 3) -> int:

@@ -1,7 +1,7 @@
 """Training: recipes as data, TF-faithful optimiser/schedule/EMA, the loop, checkpoints."""
 
 from .ema import ModelEma
-from .network import build_model, make_spec
+from .network import build_model, recipe_config
 from .optim import LRSchedule, RMSpropTF, build_optimizer, build_schedule, param_groups
 from .options import RunOptions
 from .recipe import PRESETS, Recipe, get_recipe, override
@@ -11,5 +11,5 @@ from .trainer import Trainer, train
 __all__ = [
     "PRESETS", "LRSchedule", "ModelEma", "RMSpropTF", "Recipe", "RunOptions", "Trainer",
     "TrainingDiverged", "build_model", "build_optimizer", "build_schedule", "get_recipe",
-    "make_spec", "override", "param_groups", "train",
+    "override", "param_groups", "recipe_config", "train",
 ]

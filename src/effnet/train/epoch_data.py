@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..arch.spec import Preprocess
+from ..arch.preprocess import Preprocess
 from ..errors import UserError
 from .distributed import World
 from .evaluate import eval_loader

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..fileio import atomic_write, atomic_write_bytes
-from ..inference import RUN_SPEC_FILE
+from ..models import RUN_SPEC_FILE
 from .distributed import World, broadcast_object
 from .metrics import summary_table
 
@@ -57,7 +57,7 @@ def write_run_files(t: Trainer) -> None:
 
 
 def print_header(t: Trainer) -> None:
-    w, pre = t.world, t.spec.preprocess
+    w, pre = t.world, t.data_config
     what = "resuming" if t.resume_state is not None else "training"
     threads = f" ({torch.get_num_threads()} threads)" if w.device.type == "cpu" else ""
     print(f"effnet train: {what} {t.spec.name} ({sum(p.numel() for p in t.model.parameters()):,}"

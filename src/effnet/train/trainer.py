@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.config import resolve_data_config
 from ..errors import UserError
 from ..signals import StopOnSignal
 from . import checkpoint as ckpt
@@ -87,7 +88,10 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         resuming = (self.run_dir, self.resume_ckpt) if o.resume else None
         self.model = model = run_network(r, o, self.num_classes, w, resuming)
-        self.spec, pre = model.spec, model.spec.preprocess
+        # the model's config holds the recipe's sizes over its weights' preprocessing (the
+        # factory resolved them), so spec.json rebuilds this preprocessing for eval and predict
+        self.spec, self.data_config = model.spec, resolve_data_config(model)
+        pre = self.data_config
         workers = o.workers if o.workers is not None else (0 if w.device.type == "cpu" else 8)
         self.data = EpochData(train_set, pre, r, self.num_classes, w, workers, o.channels_last)
         self.val_raw = val_set

@@ -17,17 +17,10 @@ from .files import (
     saved_config,
     unpickling_error,
 )
-from .sources import (
-    FORMATS,
-    SOURCES,
-    TORCHVISION_EPS_1E3_V1,
-    TORCHVISION_V2_BN_EPS,
-    Source,
-    detect_format,
-)
+from .sources import FORMATS, SOURCES, Source, detect_format
 
 __all__ = [
-    "FORMATS", "SOURCES", "TORCHVISION_EPS_1E3_V1", "TORCHVISION_V2_BN_EPS", "Source",
+    "FORMATS", "SOURCES", "Source",
     "adapt_input_conv", "clean_state_dict", "convert", "detect_format", "imagenet_classes",
     "load_state_dict_file", "load_weights", "module_map", "read_metadata", "save_weights",
     "saved_config", "source_bn_eps", "unpickling_error",

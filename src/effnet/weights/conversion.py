@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..arch.spec import NetSpec
 from ..errors import EffnetWarning, UserError
 from ..nn.layers import SqueezeExcite
 from .files import clean_state_dict, load_state_dict_file, read_metadata
@@ -195,10 +196,12 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return w.to(dtype)
 
 
-def source_bn_eps(fmt: str, model: nn.Module, meta: Mapping[str, str]) -> float | None:
-    """BatchNorm eps the weights of `fmt` (with file metadata `meta`) were trained with for
-    `model`'s architecture; None where the source does not say (timm)."""
-    return source(fmt).bn_eps(model.spec, meta)
+def source_bn_eps(fmt: str, model: nn.Module | NetSpec, meta: Mapping[str, str]) -> float | None:
+    """BatchNorm eps the weights of `fmt` (with file metadata `meta`) were trained with for the
+    architecture of `model` (a model or its spec); None where the source does not say (timm).
+    The one rule: the model factory builds published weights' networks with it, `load_weights`
+    sets it when a file's source differs from the model."""
+    return source(fmt).bn_eps(model if isinstance(model, NetSpec) else model.spec, meta)
 
 
 def _match_source_conventions(model: nn.Module, fmt: str, meta: Mapping[str, str]) -> None:
