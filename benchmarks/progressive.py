@@ -27,7 +27,8 @@ from pathlib import Path
 from _bench import CIFAR_ARCHIVE, ROOT, extract_subset, mean_std, stamp, train_runs, verdict, write_section
 
 from effnet.train import RunOptions
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 
 RESULTS = ROOT / "benchmarks" / "results" / "progressive"
 

@@ -34,7 +34,8 @@ from effnet.tools.quantize import calibration_batches, compile_int8, find_images
 from effnet.train import RunOptions, train
 from effnet.train.distributed import World
 from effnet.train.evaluate import eval_loader, evaluate
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantize"
 # parts kept in float per variant; "se" only exists in B0 (Lite has no squeeze-excite)

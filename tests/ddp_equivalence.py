@@ -14,7 +14,8 @@ import sys
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 from effnet.train.trainer import RunOptions, train
 
 

@@ -50,7 +50,7 @@ def ws(tmp_path_factory) -> Path:
     from safetensors.torch import save_file
 
     import effnet
-    from effnet.train.recipe import get_recipe
+    from effnet.train.presets import get_recipe
 
     d = tmp_path_factory.mktemp("catalogue")
     rng = np.random.default_rng(0)

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from effnet.cli import main
 from effnet.train import RunOptions, build_model, train
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 from effnet.weights import module_map
 
 # a V2-B0 shrunk by phi = -6 (fused and MBConv stages, so torchvision's V2 eps applies) on digits

@@ -25,8 +25,10 @@ from safetensors.torch import save as st_save
 from effnet.cli import build_parser
 from effnet.data.images import READ_ERRORS, load_rgb
 from effnet.errors import UserError
+from effnet.train.presets import get_recipe
 from effnet.train.progressive import ProgressivePlan, plan_from_text
-from effnet.train.recipe import FIELD_TYPES, Recipe, get_recipe, override, read_config
+from effnet.train.recipe import FIELD_TYPES, Recipe, override
+from effnet.train.recipe_files import read_config
 from effnet.weights import convert, detect_format, load_state_dict_file, load_weights
 
 EXAMPLES = int(os.environ.get("EFFNET_FUZZ_EXAMPLES", "40"))

@@ -66,7 +66,8 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b(tmp_path):
     import torch
 
     from effnet.train import build_model
-    from effnet.train.recipe import get_recipe, override
+    from effnet.train.presets import get_recipe
+    from effnet.train.recipe import override
     from effnet.train.runtime import seed_all
 
     worker = str(Path(__file__).with_name("ddp_equivalence.py"))

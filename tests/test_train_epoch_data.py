@@ -7,7 +7,8 @@ from effnet.train.distributed import World
 from effnet.train.epoch_data import EpochData, load_splits
 from effnet.train.network import recipe_config
 from effnet.train.options import RunOptions
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 
 RECIPE = override(get_recipe("quick"), {"phi": -6, "batch_size": 8})
 

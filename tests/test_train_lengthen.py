@@ -7,7 +7,8 @@ import pytest
 
 from effnet.train.optim import build_schedule
 from effnet.train.options import RunOptions
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 from effnet.train.trainer import Trainer
 
 # quick: AdamW, cosine, 1 warmup epoch; 128 images of 32 = 4 steps per epoch

@@ -10,7 +10,7 @@ from effnet.arch.scaling import scale_compound
 from effnet.models import build, get_spec
 from effnet.train.ema import ModelEma, tf_decay
 from effnet.train.optim import LRSchedule, RMSpropTF, build_optimizer, param_groups
-from effnet.train.recipe import PRESETS
+from effnet.train.presets import PRESETS
 
 
 def test_rmsproptf_first_step_by_hand():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from effnet.cli import main
-from effnet.train.recipe import get_recipe, override
+from effnet.train.presets import get_recipe
+from effnet.train.recipe import override
 from effnet.train.stages import STAGES_FILE
 from effnet.train.trainer import RunOptions, train
 

@@ -5,15 +5,9 @@ import yaml
 
 from effnet.errors import UserError
 from effnet.train import recipe_config
-from effnet.train.recipe import (
-    PRESETS,
-    Recipe,
-    for_model,
-    get_recipe,
-    override,
-    read_config,
-    recipe_from_dict,
-)
+from effnet.train.presets import PRESETS, for_model, get_recipe
+from effnet.train.recipe import Recipe, override, recipe_from_dict
+from effnet.train.recipe_files import read_config
 
 
 def test_paper_v1_is_the_tpu_recipe():

@@ -80,7 +80,8 @@ def test_finetune_from_a_run_with_a_new_head(quick_run, tmp_path):
     from sklearn.datasets import load_digits
 
     from effnet.train import build_model
-    from effnet.train.recipe import get_recipe, override
+    from effnet.train.presets import get_recipe
+    from effnet.train.recipe import override
 
     digits = load_digits()
     for split, rows in (("train", range(0, 300)), ("val", range(300, 420))):
@@ -115,7 +116,8 @@ def test_finetune_from_a_run_with_a_new_head(quick_run, tmp_path):
 
 def test_epoch_hooks_can_change_size_and_regularization_between_epochs(tmp_path):
     """The seam progressive learning needs: a hook changes image size, mixup and dropout."""
-    from effnet.train.recipe import get_recipe, override
+    from effnet.train.presets import get_recipe
+    from effnet.train.recipe import override
     from effnet.train.trainer import RunOptions, Trainer
 
     seen = []

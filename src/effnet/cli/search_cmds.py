@@ -101,7 +101,7 @@ def cmd_search_compound(args) -> int:
     from ..search.compound import SearchConfig, run_search
     from ..search.grid import grid_axes
     from ..search.report import ranked_table
-    from ..train.recipe import get_recipe
+    from ..train.presets import get_recipe
 
     grid_axes(args.grid_step, args.tolerance, args.phi)  # bad numbers fail before any work
     get_recipe(args.recipe)
@@ -172,7 +172,7 @@ def cmd_search_nas(args) -> int:
     from ..search.nas import NasConfig, run_nas
     from ..search.nas_report import results_table
     from ..search.reward import Objective
-    from ..train.recipe import get_recipe
+    from ..train.presets import get_recipe
 
     get_recipe(args.recipe)
     cfg = NasConfig(space=args.space, base=args.base, base_phi=args.base_phi,
@@ -214,7 +214,7 @@ def cmd_experiment_scaling(args) -> int:
     from ..arch.scaling import read_coeffs
     from ..search.compound import prepare_base
     from ..search.experiment import print_table, run_experiment
-    from ..train.recipe import get_recipe
+    from ..train.presets import get_recipe
 
     ratios = _ratios(args.target_flops_ratio)
     coeffs = read_coeffs(args.coeffs)

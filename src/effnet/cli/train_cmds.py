@@ -155,7 +155,9 @@ def _runtime_names() -> tuple[str, ...]:
 def build_run(args):
     """(Recipe, RunOptions) from the command line, or from the run being resumed."""
     from ..train.options import RunOptions, resumable_options
-    from ..train.recipe import DEFAULT_RECIPE, for_model, get_recipe, override, read_config
+    from ..train.presets import DEFAULT_RECIPE, for_model, get_recipe
+    from ..train.recipe import override
+    from ..train.recipe_files import read_config
     from ..train.report import CONFIG_FILE
 
     runtime = _given(args, _runtime_names())

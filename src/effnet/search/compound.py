@@ -63,7 +63,7 @@ def prepare_base(name: str, base_phi: float | None, base_size: int | None, proxy
     --base-size > the proxy recipe's image size > the base's own (scaled with it)."""
     from ..data.config import DataOverrides, resolve_data_config
     from ..models import plan_model
-    from ..train.recipe import get_recipe
+    from ..train.presets import get_recipe
 
     config = plan_model(name, phi=base_phi).config
     recipe_size = DataOverrides(eval_size=get_recipe(proxy.recipe).img_size)

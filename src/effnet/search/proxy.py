@@ -52,7 +52,8 @@ class Proxy:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
 
     def recipe_for(self, model_name: str, size: int):
-        from ..train.recipe import get_recipe, override
+        from ..train.presets import get_recipe
+        from ..train.recipe import override
 
         changes = {"model": model_name, "phi": None, "width": None, "depth": None,
                    "img_size": size, "eval_size": size, "epochs": self.epochs, "steps": 0,

@@ -4,7 +4,8 @@ from .ema import ModelEma
 from .network import build_model, recipe_config
 from .optim import LRSchedule, RMSpropTF, build_optimizer, build_schedule, param_groups
 from .options import RunOptions
-from .recipe import PRESETS, Recipe, get_recipe, override
+from .presets import PRESETS, get_recipe
+from .recipe import Recipe, override
 from .step import TrainingDiverged
 from .trainer import Trainer, train
 

@@ -1,21 +1,22 @@
-"""Training recipes as data: one frozen `Recipe` holds every knob of a run.
+"""Training recipes as data: one frozen `Recipe` holds every knob of a run, and the rules for
+changing one (`override`: every value checked and coerced to its field's type, one line naming a
+bad one).
 
-A run's recipe is built in layers, each overriding the last: a preset (`PRESETS`), the per-model
-values a preset asks for (SPEC C.3), a `--config FILE.yaml`, then command-line flags. The result is
-printed at the start of the run and saved beside it as `config.yaml`, which `--config` reads back.
+A run's recipe is built in layers, each overriding the last: a preset (train/presets.py), the
+per-model values a preset asks for (SPEC C.3), a `--config FILE.yaml` (train/recipe_files.py), then
+command-line flags. The result is printed at the start of the run and saved beside it as
+`config.yaml`, which `--config` reads back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from ..arch.scaling import MAX_RESOLUTION
-from ..errors import UserError, error_line
+from ..errors import UserError
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "constant")
@@ -203,196 +204,3 @@ def override(recipe: Recipe, changes: dict[str, Any], source: str = "overrides")
 
 def recipe_from_dict(d: dict[str, Any], source: str = "recipe") -> Recipe:
     return override(Recipe(), d, source)
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML or JSON config file; a run's `config.yaml` holds it under `recipe`."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such config file: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(
-            path.read_text())
-    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot parse config file {path}: {error_line(e)}") from None
-    if data is None:
-        data = {}
-    if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
-        data = data["recipe"]
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise UserError(f"config file {path} must hold a mapping of recipe keys")
-    return dict(data)
-
-
-# --- per-model values (SPEC C.3: AML efficientnetv2_params; B0-B3 use AutoAugment in the code,
-# which effnet.data does not provide, so they train without a policy here) ----------------------
-V2_AUG = {  # final RandAugment magnitude, final mixup alpha (= cutmix alpha in the code)
-    "efficientnetv2_s": (10.0, 0.0),
-    "efficientnetv2_m": (15.0, 0.2),
-    "efficientnetv2_l": (20.0, 0.5),
-    "efficientnetv2_xl": (20.0, 0.5),
-}
-
-
-def for_model(recipe: Recipe) -> Recipe:
-    """Fill the per-model values a preset asks for (`per_model_aug`) from the recipe's model."""
-    if not recipe.per_model_aug:
-        return recipe
-    base = recipe.model.removeprefix("tf_")
-    if base not in V2_AUG:
-        return recipe
-    ra, mix = V2_AUG[base]
-    return replace(recipe, randaug_magnitude=ra, mixup=mix, cutmix=mix)
-
-
-# --- presets -----------------------------------------------------------------------------------
-PAPER_V1 = Recipe(
-    # SPEC D.1, the TPU code: TF1 RMSProp (decay 0.9, momentum 0.9, eps 1e-3 inside the sqrt),
-    # 0.016 per 256 images, 5 warmup epochs, x0.97 every 2.4 epochs staircase on the global step
-    # from 0, coupled L2 1e-5 on every non-BN variable (biases included), EMA 0.9999 with the
-    # (1+t)/(10+t) warmup over weights and BN statistics, label smoothing 0.1, survival 0.8,
-    # the variant's dropout, BN momentum 0.99 (TF) = 0.01 (PyTorch), eps 1e-3.
-    # The paper trained at a global batch of 4096 on TPUs; here batch_size is per process and the
-    # LR follows the global batch (batch_size * processes * grad_accum) linearly.
-    name="paper-v1",
-    bn_momentum=0.01,
-    bn_eps=1e-3,
-)
-
-PAPER_V2 = replace(
-    PAPER_V1,
-    # SPEC D.2: as V1 but the code excludes `.*(bias|gamma|beta).*` from weight decay; RandAugment
-    # and mixup/cutmix at the per-model final values of SPEC C.3 (no progressive stages here).
-    # BN momentum: the paper says 0.99 (TF) = 0.01 (PyTorch); the released code uses 0.9 (= 0.1).
-    name="paper-v2",
-    wd_exclude="bn_bias",
-    per_model_aug=True,
-)
-
-FINETUNE = Recipe(
-    # Fine-tuning published ImageNet weights on a user's images: a few thousand of them and a few
-    # epochs as often as the paper's 10,000 steps at batch 512 (SPEC D.3). Each choice and why:
-    # - AdamW 1e-3 per 32 images, decoupled weight decay 0.01, cosine to 0: timm's fine-tuning
-    #   defaults, which learn in a few hundred steps. The paper's batch 512 with TF RMSProp (mean
-    #   square starting at 1) left a 2-epoch run on 5,784 images 22 tiny steps: 1.6 % top-1 where
-    #   timm reached 88 % (REVIEW.md). The LR still scales linearly with the global batch.
-    # - Batch 32, no accumulation: enough optimiser steps in a short run.
-    # - The new classifier learns 10x faster than the pretrained body (`head_lr_scale`, the
-    #   discriminative fine-tuning of Howard & Ruder 2018), so the head catches up within an epoch.
-    # - A short warmup (10 % of an epoch) keeps the random head's first gradients from wrecking
-    #   the pretrained features.
-    # - No EMA: at a few hundred steps an EMA of 0.9996 still averages in the early weights; only
-    #   the raw weights are evaluated, once per epoch.
-    # - Random-resized crops of 25-100 % of the image and flips (timm crops down to 8 %, which
-    #   destroys small images upsampled to the model's size); evaluation at the weights' own eval
-    #   size and crop (the preprocessing travels with the weights).
-    # - Train at 7/8 of the eval size (`train_size_ratio`): the train-test resolution discrepancy
-    #   (Touvron et al. 2019, FixRes) makes a random-resized-crop model see objects larger in
-    #   training than at test time, so a lower train size costs nothing at test time and trains
-    #   ~1.3x faster per image.
-    # - Drop path and dropout: the model's own; label smoothing 0.1 (both papers).
-    name="finetune",
-    model="efficientnetv2_s",
-    opt="adamw",
-    lr=1e-3,
-    lr_base_size=32,
-    opt_eps=1e-8,
-    weight_decay=0.01,
-    wd_exclude="bn_bias",
-    head_lr_scale=10.0,
-    sched="cosine",
-    epochs=5,
-    warmup_epochs=0.1,
-    batch_size=32,
-    ema_decay=0.0,
-    bn_momentum=None,  # fine-tuning keeps the BN conventions of the model the weights come from
-    bn_eps=None,
-    scale=(0.25, 1.0),
-    train_size_ratio=0.875,
-)
-
-FINETUNE_PAPER = Recipe(
-    # SPEC D.3 V2 transfer learning, for large target sets. The PAPER's values where it states
-    # them (batch 512, lr 0.001 with cosine decay, 10,000 steps, no weight decay, cutout); the
-    # code's values where the paper is silent (EMA 0.9996, label smoothing 0.1, 1 warmup epoch,
-    # survival 0.8, train size = eval size). The code instead uses a constant LR and weight decay
-    # 1e-5. Global batch 512 = 64 per process x 8 accumulation steps on one device; lr 0.001 per
-    # 512 images, so it scales linearly when more processes raise the global batch.
-    name="finetune-paper",
-    model="efficientnetv2_s",
-    opt="rmsproptf",
-    lr=0.001,
-    lr_base_size=512,
-    batch_size=64,
-    grad_accum=8,
-    sched="cosine",
-    epochs=1,
-    steps=10_000,
-    warmup_epochs=1.0,
-    weight_decay=0.0,
-    wd_exclude="bn_bias",
-    ema_decay=0.9996,
-    scale=None,  # the `ft` pipeline resizes without cropping
-    cutout=True,
-)
-
-QUICK = Recipe(
-    # Small data on a CPU in a few minutes (the demo: built-in digits at 32 px, a phi=-4 B0 of
-    # 1.0 M parameters): AdamW with cosine decay after one warmup epoch, and a short EMA (0.97:
-    # a horizon of ~1.5 epochs at 22 steps per epoch). Digits are not mirror-symmetric, so no
-    # flip, and crops keep 80-100 % of the image. No label smoothing: tuned on digits, it cost
-    # ~2 points at this length. Reaches ~97 % val top-1 in 20 epochs (BENCHMARKS.md).
-    name="quick",
-    model="efficientnet_b0",
-    phi=-4.0,
-    opt="adamw",
-    lr=6e-3,
-    lr_base_size=0,
-    opt_eps=1e-8,
-    weight_decay=0.05,
-    wd_exclude="bn_bias",
-    sched="cosine",
-    epochs=20,
-    warmup_epochs=1.0,
-    batch_size=64,
-    label_smoothing=0.0,
-    dropout=0.1,
-    drop_path=0.05,
-    bn_momentum=None,
-    bn_eps=None,
-    ema_decay=0.97,
-    img_size=32,
-    eval_size=32,
-    hflip=False,
-    scale=(0.8, 1.0),
-)
-
-SHORT = replace(
-    # A few epochs on a few thousand natural images (CIFAR-10 subsets: the benchmarks, and a
-    # proxy for searches): `quick` tuned to learn fast rather than to generalise. Probes on
-    # CIFAR-10 (benchmarks/train_cifar10.py docstring): a zero head gained ~8 points in 4 epochs
-    # over the papers' head init; dropout, stochastic depth and a 1-epoch warmup only slowed runs
-    # that are nowhere near overfitting; EMA over a few hundred steps tracks the raw weights and
-    # doubles evaluation time; batch 64 at lr 4e-3 beat batch 32 at 2e-3.
-    QUICK,
-    name="short",
-    lr=4e-3,
-    warmup_epochs=0.3,
-    dropout=0.0,
-    drop_path=0.0,
-    ema_decay=0.0,
-    hflip=True,
-    head_init_scale=0.0,
-)
-
-PRESETS: dict[str, Recipe] = {r.name: r for r in (PAPER_V1, PAPER_V2, FINETUNE, FINETUNE_PAPER, QUICK,
-                                                  SHORT)}
-DEFAULT_RECIPE = "quick"
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in PRESETS:
-        raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
