@@ -74,14 +74,10 @@ class StopOnSignal:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    def requested(self, world=None) -> bool:
-        """True (on every rank of a distributed `world`) when any rank was signalled: all ranks
-        stop after the same step."""
-        if world is None or not world.enabled:
-            return self.signum is not None
-        from .train.distributed import any_true
-
-        return any_true(self.signum is not None, world)
+    def requested(self) -> bool:
+        """True when a signal came (a distributed loop ORs this over its ranks, so that all of
+        them stop after the same step)."""
+        return self.signum is not None
 
     def stopped(self, how: str) -> Stopped:
         return Stopped(self.signum or signal.SIGTERM, how)  # no signal here: another rank's

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..signals import StopOnSignal
 from . import checkpoint as ckpt
 from . import report
-from .distributed import World, barrier, broadcast_buffers, close_world, gather_objects, init_world
+from .distributed import World, any_true, barrier, broadcast_buffers, close_world, gather_objects, init_world
 from .ema import ModelEma
 from .epoch_data import EpochData, eval_data, load_splits, steps_per_epoch
 from .evaluate import evaluate_run
@@ -182,7 +182,8 @@ class Trainer:
                 self._partial_time = t0 - start
                 self._checkpoint()
                 start += time.perf_counter() - t0  # checkpoint time is not training time
-            if not last and self.stop.requested(w):  # SIGTERM / SIGINT: save, then exit (signals.py)
+            # SIGTERM / SIGINT on any rank: every rank saves, then exits (effnet/signals.py)
+            if not last and any_true(self.stop.requested(), w):
                 self._partial_time = time.perf_counter() - start
                 self._checkpoint()
                 raise self.stop.stopped(f"after step {s.global_step} of {self.total_steps}; "
