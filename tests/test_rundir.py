@@ -230,9 +230,10 @@ def _imports(module: Path) -> set[str]:
     return found
 
 
-def test_the_run_directory_sits_below_train():
+def test_the_run_directory_sits_below_train_and_the_report_reads_no_trainer():
     def package(name: str) -> str:  # ".train.x" / "effnet.train.x" -> "train"
         return name.lstrip(".").removeprefix("effnet.").split(".")[0]
 
     assert not {m for m in _imports(SRC / "rundir.py")
                 if package(m) in ("train", "tools", "search", "cli")}
+    assert not {m for m in _imports(SRC / "train" / "report.py") if m.endswith("trainer")}

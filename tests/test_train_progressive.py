@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from effnet.cli import main
+from effnet.rundir import STAGES_FILE
 from effnet.train.recipe import get_recipe, override
-from effnet.train.stages import STAGES_FILE
 from effnet.train.trainer import RunOptions, train
 
 PLAN = "stages=2,size=16:32,randaug=0:9,dropout=0:0.3"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,11 +9,10 @@ import torch
 from .arch.config import ModelConfig
 from .arch.spec import Preprocess
 from .errors import UserError
-from .models import create_model, load_config_file, named_config
+from .models import create_model, named_config
 from .nn.model import EfficientNet
+from .rundir import RunDir
 from .weights import load_weights, read_metadata, saved_config
-
-RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
 
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
@@ -67,15 +65,10 @@ def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] |
     run's spec.json, else the config in a safetensors file effnet wrote; Nones without one."""
     if weights is None:
         return None, None, ""
-    run_spec = weights.parent / RUN_SPEC_FILE
-    if run_spec.is_file():
-        return load_config_file(str(run_spec)), _run_classes(run_spec), f"its run's {run_spec}"
+    run = RunDir(weights.parent)
+    if run.spec_file.is_file():
+        return run.model_config(), run.classes(), f"its run's {run.spec_file}"
     return saved_config(read_metadata(weights)), None, "the config saved in it"
-
-
-def _run_classes(run_spec: Path) -> list[str] | None:
-    classes = json.loads(run_spec.read_text()).get("classes")
-    return [str(c) for c in classes] if isinstance(classes, list) else None
 
 
 def load_exported(path: Path):

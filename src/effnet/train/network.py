@@ -14,6 +14,7 @@ from ..arch.spec import NetSpec, Preprocess
 from ..errors import UserError
 from ..models import model_config, resolve
 from ..nn.model import EfficientNet
+from ..rundir import MODEL_FILE, RunDir
 from .distributed import World
 from .options import RunOptions
 from .recipe import Recipe
@@ -96,17 +97,15 @@ def training_module(model: nn.Module, world: World, compile: bool) -> tuple[nn.M
 
 
 def run_network(recipe: Recipe, opts: RunOptions, num_classes: int, world: World,
-                resume: tuple[Path, Path] | None = None) -> EfficientNet:
+                resume: tuple[RunDir, Path] | None = None) -> EfficientNet:
     """The network a run trains, on its device and in its memory format: the recipe's with its
     initial weights, or, resuming (run directory, checkpoint directory), the network that was
     trained (its saved config, BN settings of its weights included) with the checkpoint's weights."""
-    from ..inference import RUN_SPEC_FILE
-    from ..models import load_config_file
-    from .checkpoint import MODEL_FILE, load_weights_into
+    from .checkpoint import load_weights_into
 
     seed_all(recipe.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     if resume is not None:
-        model = EfficientNet.from_config(load_config_file(str(resume[0] / RUN_SPEC_FILE)))
+        model = EfficientNet.from_config(resume[0].model_config())
     else:
         model = build_model(recipe, num_classes, weights=opts.weights, adapt=opts.adapt,
                             pretrained=opts.pretrained)
