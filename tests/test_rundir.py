@@ -220,6 +220,28 @@ def test_a_run_directory_of_the_previous_layout_reads_and_loads(tmp_path, spec_f
     run.check_recipe(recipe, {**recipe, "epochs": recipe["epochs"] + 2})
 
 
+def test_predict_and_the_deploy_commands_take_a_run_directory_and_its_best_scoring_weights(tmp_path, capsys):
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    import effnet
+    from effnet.cli import main
+    from effnet.cli.deploy_cmds import load_source
+
+    m = effnet.create_model("efficientnet_lite0", num_classes=3)
+    _previous_layout(tmp_path / "run", {"config": m.config.to_dict(), "classes": ["a", "b", "c"]})
+    model, classes, run = load_source(str(tmp_path / "run"), None, None)
+    ema = load_file(str(tmp_path / "run" / "best_ema.safetensors"))  # summary.json: the EMA won
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items() if k in ema)
+    assert classes == ["a", "b", "c"] and run.export_file(".onnx") == tmp_path / "run" / "model.onnx"
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
+    capsys.readouterr()
+    assert main(["predict", str(image), "--weights", str(tmp_path / "run"), "--topk", "1"]) == 0
+    assert capsys.readouterr().out.split()[3] in ("a", "b", "c")  # "x.png: 1. <index> <class> <p>"
+
+
 def _imports(module: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(module.read_text())):
