@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 import disks
 import procs
+from effnet.rundir import RunDir
 from effnet.train import checkpoint as ckpt
 
 # a 0.1 M-parameter B0 (phi = -6) on 256 digits: 8 steps of 32 per epoch, 2 epochs
@@ -101,7 +102,7 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_and_resumes_exactl
     half = list(run.rglob(f".{victim}.*.tmp"))
     assert [p.stat().st_size for p in half] == [nbytes]
     assert _pointer(run)["global_step"] == published
-    state = ckpt.load_state(ckpt.latest_checkpoint(run))
+    state = ckpt.load_state(RunDir(run).latest_checkpoint())
     assert state["global_step"] == published
     # last.safetensors is still the whole step-2 weights file (for the link, not yet pruned)
     _assert_same_weights(run / "last.safetensors", run / "checkpoints" / "step-00000002" / ckpt.MODEL_FILE)
@@ -138,7 +139,7 @@ def test_signal_saves_a_checkpoint_exits_128_plus_n_and_resumes_exactly(tmp_path
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], err
     assert f"--resume {run}" in lines[0]
-    state = ckpt.load_state(ckpt.latest_checkpoint(run))
+    state = ckpt.load_state(RunDir(run).latest_checkpoint())
     step = state["global_step"]
     assert seen <= step < TOTAL_STEPS and f"after step {step} of {TOTAL_STEPS}" in lines[0]
     assert not (run / "summary.json").exists()
@@ -168,7 +169,7 @@ def test_file_size_limit_during_a_save_keeps_the_previous_checkpoint(tmp_path, r
     assert len(lines) == 1 and lines[0].startswith("effnet: error: cannot write checkpoint"), lines
     assert "File too large" in lines[0] and "last saved checkpoint is kept" in lines[0]
     assert _pointer(run) == before
-    assert ckpt.load_state(ckpt.latest_checkpoint(run))["global_step"] == before["global_step"]
+    assert ckpt.load_state(RunDir(run).latest_checkpoint())["global_step"] == before["global_step"]
     assert not _temporaries(run)
     assert len(list((run / "checkpoints").glob("step-*"))) == 1
 
@@ -193,7 +194,7 @@ def _hashes(run: Path, names) -> dict[str, str]:
 @pytest.mark.slow
 def test_disk_full_during_a_checkpoint_keeps_the_previous_and_resumes_once_space_is_freed(
         tmp_path, reference):
-    latest = ckpt.latest_checkpoint(reference)
+    latest = RunDir(reference).latest_checkpoint()
     # a real disk with room for the run's files, one checkpoint and half the next one's weights
     size = sum(p.stat().st_size for p in latest.iterdir()) + (latest / ckpt.MODEL_FILE).stat().st_size // 2
     with disks.small_disk(tmp_path / "disk", size + (256 << 10)) as disk:
@@ -201,8 +202,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_and_resumes_once_space
         full = _train(*TINY, "--output", str(run))
         _out_of_space(full, "cannot write checkpoint step-00000004", "last saved checkpoint is kept")
         assert _pointer(run)["global_step"] == 2
-        assert ckpt.load_state(ckpt.latest_checkpoint(run))["global_step"] == 2
-        _assert_same_weights(run / "last.safetensors", ckpt.latest_checkpoint(run) / ckpt.MODEL_FILE)
+        assert ckpt.load_state(RunDir(run).latest_checkpoint())["global_step"] == 2
+        _assert_same_weights(run / "last.safetensors", RunDir(run).latest_checkpoint() / ckpt.MODEL_FILE)
         assert not _temporaries(run)
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["LATEST", "step-00000002"]
 

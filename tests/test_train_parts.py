@@ -1,5 +1,6 @@
 """The trainer's smaller parts, each on its own: the runtime context (train/runtime.py), the run
-options' resume rules (train/options.py) and the run report (train/report.py)."""
+options' checks (train/options.py) and the run report (train/report.py). What a resume may change
+and the refusal of a non-empty new run directory are the run directory's: tests/test_rundir.py."""
 
 import random
 
@@ -8,9 +9,8 @@ import pytest
 import torch
 
 from effnet.errors import UserError
-from effnet.train.distributed import World
-from effnet.train.options import RunOptions, resumable_options
-from effnet.train.report import EpochProgress, new_run_dir, print_epoch
+from effnet.train.options import RunOptions
+from effnet.train.report import EpochProgress, print_epoch
 from effnet.train.runtime import RunRuntime, seed_all
 
 
@@ -36,26 +36,11 @@ def test_seed_all_repeats_the_draws():
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
 
 
-def test_resumable_options_are_the_runtime_ones_not_the_data_or_model():
-    names = set(resumable_options())
-    assert {"device", "amp", "threads", "workers", "progress", "ckpt_every_steps"} <= names
-    # these change what is trained: a resumed run must keep them
-    assert not names & {"data", "val_split", "weights", "pretrained", "adapt", "num_classes",
-                        "train_subset", "val_subset", "output", "resume"}
+def test_run_options_refuse_bad_values():
     with pytest.raises(UserError, match="--amp"):
         RunOptions(amp="fp8")
     with pytest.raises(UserError, match="--threads must be >= 1"):
         RunOptions(threads=0)
-
-
-def test_new_run_dir_refuses_a_non_empty_directory(tmp_path):
-    assert new_run_dir(str(tmp_path / "a"), "m", World()) == tmp_path / "a"
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "x").write_text("")
-    with pytest.raises(UserError, match="--resume"):
-        new_run_dir(str(tmp_path / "b"), "m", World())
-    auto = new_run_dir(None, "efficientnet_b0", World())
-    assert auto.parent.name == "runs" and auto.name.endswith("-efficientnet_b0")
 
 
 def test_a_redirected_log_gets_a_line_per_tenth_of_the_epoch(capsys):

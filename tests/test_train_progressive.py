@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from effnet.cli import main
+from effnet.rundir import STAGES_FILE
 from effnet.train.presets import get_recipe
 from effnet.train.recipe import override
-from effnet.train.stages import STAGES_FILE
 from effnet.train.trainer import RunOptions, train
 
 PLAN = "stages=2,size=16:32,randaug=0:9,dropout=0:0.3"

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import procs
 from effnet.cli import main
+from effnet.rundir import RunDir
 from effnet.train import checkpoint as ckpt
 
 # a 0.1 M-parameter B0 (phi = -6) on 256 digits: 8 steps of 32 per epoch
@@ -92,7 +93,7 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and "NaN/inf" in err[0] and str(run) in err[0]
-    state = ckpt.load_state(ckpt.latest_checkpoint(run))
+    state = ckpt.load_state(RunDir(run).latest_checkpoint())
     assert 1 <= state["global_step"] < STEPS_PER_EPOCH
     weights = _tensors(run / "last.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())

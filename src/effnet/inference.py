@@ -9,11 +9,12 @@ import torch
 from .arch.config import ModelConfig
 from .arch.preprocess import Preprocess
 from .errors import UserError
-from .models import RUN_SPEC_FILE, get_config, make_model, read_run_dir
+from .models import get_config, make_model
 from .nn.model import EfficientNet
+from .rundir import RunDir
 from .weights import read_metadata, saved_config
 
-__all__ = ["RUN_SPEC_FILE", "load_exported", "load_for_inference", "open_image", "preprocess_image"]
+__all__ = ["load_exported", "load_for_inference", "open_image", "preprocess_image"]
 
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
@@ -60,9 +61,9 @@ def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] |
     run's spec.json, else the config in a safetensors file effnet wrote; Nones without one."""
     if weights is None:
         return None, None, ""
-    if (weights.parent / RUN_SPEC_FILE).is_file():
-        run = read_run_dir(weights.parent, weights.name)
-        return run.config, run.classes, f"its run's {weights.parent / RUN_SPEC_FILE}"
+    run = RunDir(weights.parent)
+    if run.spec_file.is_file():
+        return run.model_config(), run.classes(), f"its run's {run.spec_file}"
     return saved_config(read_metadata(weights)), None, "the config saved in it"
 
 

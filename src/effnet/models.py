@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +30,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .arch.config import ModelConfig, read_config_file
+from .arch.config import ModelConfig, load_config_file
 from .arch.conventions import conventions_config, model_names, zoo_config
 from .arch.scaling import scale_by
 from .arch.spec import NetSpec
 from .data.config import resolve_data_config
 from .errors import UserError
 from .nn.model import EfficientNet
+from .rundir import RunDir
 
-__all__ = ["RUN_SPEC_FILE", "RUN_WEIGHTS_FILE", "ModelPlan", "build", "create_model", "get_config", "get_spec",
-           "list_models", "make_model", "model_names", "plan_model", "read_run_dir"]
+__all__ = ["ModelPlan", "build", "create_model", "get_config", "get_spec", "list_models", "make_model",
+           "model_names", "plan_model"]
 
-RUN_SPEC_FILE = "spec.json"  # written by `effnet train` beside its weights
-RUN_WEIGHTS_FILE = "best.safetensors"  # the weights a run directory stands for
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -53,37 +51,6 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def is_config_file(name: str) -> bool:
     return str(name).lower().endswith(".json")
-
-
-def load_config_file(path: str) -> ModelConfig:
-    """The config in a JSON file (see `effnet.arch.config.read_config_file`), or one error line."""
-    if not Path(path).is_file():
-        raise UserError(f"no such model file: {path}")
-    try:
-        return read_config_file(path)
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} is not an effnet model config or spec ({e})") from None
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    config: ModelConfig
-    weights: Path
-    classes: list[str] | None
-
-
-def read_run_dir(path: str | os.PathLike, weights: str = RUN_WEIGHTS_FILE) -> RunFiles:
-    """What a run directory holds to rebuild its model: the config and class names of its
-    spec.json and its weights file (the best by default). The one reader of a run directory here,
-    to be switched to effnet.rundir's object."""
-    path = Path(path)
-    spec_file = path / RUN_SPEC_FILE
-    if not spec_file.is_file():
-        raise UserError(f"{path} is not an effnet run directory (no {RUN_SPEC_FILE})")
-    config = load_config_file(str(spec_file))
-    classes = json.loads(spec_file.read_text()).get("classes")
-    return RunFiles(config, path / weights,
-                    [str(c) for c in classes] if isinstance(classes, list) else None)
 
 
 def named_config(name: str) -> ModelConfig:
@@ -118,8 +85,8 @@ def _source(source, pretrained: bool | str):
         return ModelConfig(source), None, None
     name = os.fspath(source)
     if Path(name).is_dir() and name not in model_names():
-        run = read_run_dir(name)
-        return run.config, None, run.weights
+        run = RunDir(name)
+        return run.model_config(), None, run.best_weights()
     if is_config_file(name):
         return load_config_file(name), None, None
     row = _pretrained_row(name, pretrained)

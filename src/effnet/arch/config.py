@@ -102,3 +102,15 @@ def read_config_file(path: str | Path) -> ModelConfig:
     if "spec" in d:
         return ModelConfig.from_dict(d)
     return ModelConfig(spec=spec_from_dict(d), preprocess=_preprocess_in(d))
+
+
+def load_config_file(path: str | Path) -> ModelConfig:
+    """`read_config_file`, or one error line naming the file."""
+    from ..errors import UserError
+
+    if not Path(path).is_file():
+        raise UserError(f"no such model file: {path}")
+    try:
+        return read_config_file(path)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is not an effnet model config or spec ({e})") from None

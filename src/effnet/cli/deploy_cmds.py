@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..rundir import RunDir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,18 +63,17 @@ def _require(module: str, package: str, what: str) -> None:
 
 
 def load_source(source: str, weights: Path | None, num_classes: int | None):
-    """(eval-mode model, class names, run directory or None) for a model name or a run directory."""
+    """(eval-mode model, class names, RunDir or None) for a model name or a run directory (whose
+    weights that scored best it loads)."""
     from ..inference import load_for_inference
 
     path = Path(source)
     if path.is_dir():
         if weights is not None:
             raise UserError("--weights is for a model name; a run directory brings its own")
-        best = path / "best.safetensors"
-        if not best.is_file():
-            raise UserError(f"{path} is not an effnet run directory (no best.safetensors)")
-        model, classes = load_for_inference(None, best)
-        return model, classes, path
+        run = RunDir(path)
+        model, classes = load_for_inference(None, run.best_weights())
+        return model, classes, run
     model, classes = load_for_inference(source, weights, num_classes)
     return model, classes, None
 
@@ -85,8 +85,8 @@ def _data_config(args, model):
     return resolve_data_config(model, flags=DataOverrides(eval_size=args.size))
 
 
-def _default_output(source: str, run: Path | None, tag: str, suffix: str) -> Path:
-    return (run / f"model{tag}{suffix}") if run is not None else Path(f"{source}{tag}{suffix}")
+def _default_output(source: str, run: RunDir | None, tag: str, suffix: str) -> Path:
+    return run.export_file(tag + suffix) if run is not None else Path(f"{source}{tag}{suffix}")
 
 
 def cmd_export(args) -> int:

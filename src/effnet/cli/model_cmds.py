@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--model", default=None,
                    help="model name; optional when a spec.json (from `effnet train`) sits beside --weights")
-    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--weights", type=Path, default=None,
+                   help="weights file, or a run directory (the weights that scored best)")
     p.add_argument("--pretrained", default=None, metavar="TAG",
                    help="published weights by tag or model name (see `effnet models --pretrained`)")
     p.add_argument("--topk", type=positive_int, default=5)
@@ -146,9 +147,13 @@ def cmd_predict(args) -> int:
 
     from ..data.config import resolve_data_config
     from ..inference import load_for_inference, preprocess_image
+    from ..rundir import RunDir
     from ..weights import imagenet_classes
 
-    model, classes = load_for_inference(args.model, args.weights, args.num_classes, args.pretrained)
+    weights = args.weights
+    if weights is not None and weights.is_dir():
+        weights = RunDir(weights).best_weights()
+    model, classes = load_for_inference(args.model, weights, args.num_classes, args.pretrained)
     pre = resolve_data_config(model)
     if classes is None and model.num_classes == 1000:
         classes = imagenet_classes()

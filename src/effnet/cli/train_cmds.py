@@ -154,36 +154,21 @@ def _runtime_names() -> tuple[str, ...]:
 
 def build_run(args):
     """(Recipe, RunOptions) from the command line, or from the run being resumed."""
-    from ..train.options import RunOptions, resumable_options
+    from ..rundir import RunDir
+    from ..train.options import RunOptions
     from ..train.presets import DEFAULT_RECIPE, for_model, get_recipe
     from ..train.recipe import override
     from ..train.recipe_files import read_config
-    from ..train.report import CONFIG_FILE
 
     runtime = _given(args, _runtime_names())
     changes = _recipe_changes(args)
     if args.resume:
-        run = Path(args.resume)
-        cfg_file = run / CONFIG_FILE
-        if not run.is_dir() or not cfg_file.is_file():
-            raise UserError(f"cannot resume: {run} is not an effnet run directory (no {CONFIG_FILE})")
-        import yaml
-
-        try:
-            saved = yaml.safe_load(cfg_file.read_text())
-            recipe_d, saved_rt = dict(saved["recipe"]), dict(saved["runtime"])
-        except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError):
-            raise UserError(f"cannot resume: {cfg_file} is damaged") from None
-        bad = sorted(set(changes) - {"epochs", "steps"})
-        bad += sorted(k for k in runtime if k not in resumable_options() and k != "resume")
-        if args.recipe or args.config:
-            bad.append("recipe" if args.recipe else "config")
-        if bad:
-            raise UserError(f"--resume continues the saved recipe; these cannot change: "
-                            f"{', '.join(bad)}")
+        run = RunDir(args.resume)
+        recipe_d, saved_rt = run.saved_config()
+        run.check_resume(changes, runtime, "recipe" if args.recipe else "config" if args.config else None)
         from ..train.recipe import recipe_from_dict
 
-        recipe = override(recipe_from_dict(recipe_d, str(cfg_file)), changes, "command line")
+        recipe = override(recipe_from_dict(recipe_d, str(run.config_file)), changes, "command line")
         known = set(_runtime_names())
         opts = RunOptions(**{**{k: v for k, v in saved_rt.items() if k in known}, **runtime,
                              "resume": str(run)})
@@ -210,10 +195,10 @@ def _elastic_restart(args) -> dict:
     continues its --output from the last checkpoint (the trainer checks the recipe is the same)."""
     import os
 
-    from ..train.checkpoint import CKPT_DIR, POINTER
+    from ..rundir import RunDir
 
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if not restart or not args.output or not (Path(args.output) / CKPT_DIR / POINTER).is_file():
+    if not restart or not args.output or not RunDir(args.output).has_checkpoint():
         return {}
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"effnet: torchrun restart {restart}: resuming {args.output} from its last checkpoint",
@@ -229,15 +214,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _ema_sibling(weights: Path) -> Path | None:
-    sib = weights.with_name(f"{weights.stem}_ema{weights.suffix}")
-    return sib if sib.is_file() and not weights.stem.endswith("_ema") else None
-
-
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
     from ..data.config import DataOverrides, resolve_data_config
     from ..inference import load_for_inference
+    from ..rundir import RunDir, ema_twin
     from ..tables import text_table
     from ..train.distributed import World, pick_device
     from ..train.evaluate import eval_loader, evaluate
@@ -247,12 +228,11 @@ def cmd_eval(args) -> int:
     else:
         if args.weights is None:
             raise UserError("--weights or --pretrained is required")
-        weights = args.weights
-        if weights.is_dir():
-            weights = weights / "best.safetensors"
+        # a run directory: its best weights, and (below) its EMA's best beside them
+        weights = RunDir(args.weights).link("best") if args.weights.is_dir() else args.weights
         if not weights.is_file():
             raise UserError(f"no such weights file: {weights}")
-        ema = _ema_sibling(weights)
+        ema = ema_twin(weights)
         files = [("weights", weights)] + ([("EMA", ema)] if ema else [])
     splits = load_data(args.data, val_split=args.val_split, download=args.download,
                        strict=args.strict)

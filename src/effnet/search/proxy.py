@@ -19,6 +19,7 @@ from ..arch.config import spec_dict
 from ..arch.preprocess import Preprocess
 from ..arch.spec import NetSpec
 from ..errors import UserError
+from ..rundir import RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +85,11 @@ def write_spec_file(spec: NetSpec, path: Path, preprocess: Preprocess | None = N
     return path
 
 
-def _has_checkpoint(run_dir: Path) -> bool:
-    from ..train import checkpoint as ckpt
-
+def _has_checkpoint(run: RunDir) -> bool:
+    """A checkpoint that loads (a killed worker may have left a run with none, or a damaged one)."""
     try:
-        ckpt.latest_checkpoint(run_dir)
-    except (UserError, FileNotFoundError, OSError):
+        run.latest_checkpoint()
+    except (UserError, OSError):
         return False
     return True
 
@@ -106,16 +106,13 @@ def train_spec(spec: NetSpec, size: int, proxy: Proxy, run_dir: Path, log: Path 
     """
     from ..train import RunOptions, train
 
-    run_dir = Path(run_dir)
-    done = run_dir / "summary.json"
-    if done.is_file():  # finished before its worker could report it
-        try:
-            return json.loads(done.read_text())
-        except ValueError:
-            pass
+    run_dir, run = Path(run_dir), RunDir(run_dir)
+    summary = run.summary()
+    if summary is not None:  # finished before its worker could report it
+        return summary
     resume = None
     if run_dir.exists() and any(run_dir.iterdir()):
-        if _has_checkpoint(run_dir):
+        if _has_checkpoint(run):
             resume = str(run_dir)
         else:
             shutil.rmtree(run_dir)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write_bytes
+from ..rundir import RunDir
 from ..tables import text_table
 
 COLUMNS = ("epoch", "global_step", "images", "global_batch", "lr", "train_loss", "val_loss",
@@ -25,15 +24,15 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, history: list[dict] | None = None, tensorboard: bool = True):
-        self.path = run_dir / "metrics.csv"
+    def __init__(self, run: RunDir, history: list[dict] | None = None, tensorboard: bool = True):
+        self.run = run
         self.history: list[dict] = list(history or [])
         self.tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+                self.tb = SummaryWriter(str(run.tensorboard_dir))
             except Exception:  # tensorboard is optional
                 self.tb = None
 
@@ -52,7 +51,7 @@ class MetricsLog:
         w.writeheader()
         for row in self.history:
             w.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
-        atomic_write_bytes(self.path, buf.getvalue().encode())
+        self.run.write(self.run.metrics_file, buf.getvalue().encode())
 
     def close(self) -> None:
         if self.tb is not None:

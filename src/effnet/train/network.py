@@ -11,8 +11,9 @@ from torch import nn
 
 from ..arch.config import ModelConfig
 from ..data.config import DataOverrides
-from ..models import make_model, plan_model, read_run_dir
+from ..models import make_model, plan_model
 from ..nn.model import EfficientNet
+from ..rundir import MODEL_FILE, RunDir
 from .distributed import World
 from .options import RunOptions
 from .recipe import Recipe
@@ -66,15 +67,15 @@ def training_module(model: nn.Module, world: World, compile: bool) -> tuple[nn.M
 
 
 def run_network(recipe: Recipe, opts: RunOptions, num_classes: int, world: World,
-                resume: tuple[Path, Path] | None = None) -> EfficientNet:
+                resume: tuple[RunDir, Path] | None = None) -> EfficientNet:
     """The network a run trains, on its device and in its memory format: the recipe's with its
     initial weights, or, resuming (run directory, checkpoint directory), the network that was
     trained (its saved config, BN settings of its weights included) with the checkpoint's weights."""
-    from .checkpoint import MODEL_FILE, load_weights_into
+    from .checkpoint import load_weights_into
 
     seed_all(recipe.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     if resume is not None:  # the checkpoint's weights are loaded below, exactly
-        model = make_model(read_run_dir(resume[0]).config)
+        model = make_model(resume[0].model_config())
     else:
         model = build_model(recipe, num_classes, weights=opts.weights, adapt=opts.adapt,
                             pretrained=opts.pretrained)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fileio import atomic_write
+from ..rundir import RunDir
 
 
-def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
+def save_plots(run: RunDir, history: list[dict], lr_curve: list[float],
                steps_per_epoch: int) -> list[Path]:
     import matplotlib
 
@@ -23,7 +23,7 @@ def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
         pts = [(e, r[key]) for e, r in zip(epochs, history, strict=True) if r.get(key) is not None]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    def finish(fig, ax, name, ylabel, xlabel="epoch"):
+    def finish(fig, ax, kind, ylabel, xlabel="epoch"):
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -33,24 +33,24 @@ def save_plots(run_dir: Path, history: list[dict], lr_curve: list[float],
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
         fig.tight_layout()
-        path = run_dir / name
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        path = run.plot(kind)
+        run.write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
         out.append(path)
 
-    curves = {"loss.png": ("loss", (("train_loss", "train"), ("val_loss", "val"),
-                                    ("ema_val_loss", "val (EMA)"))),
-              "accuracy.png": ("val accuracy (%)", (("top1", "top-1"), ("ema_top1", "top-1 (EMA)"),
-                                                    ("top5", "top-5")))}
-    for name, (ylabel, keys) in curves.items():
+    curves = {"loss": ("loss", (("train_loss", "train"), ("val_loss", "val"),
+                                ("ema_val_loss", "val (EMA)"))),
+              "accuracy": ("val accuracy (%)", (("top1", "top-1"), ("ema_top1", "top-1 (EMA)"),
+                                                ("top5", "top-5")))}
+    for kind, (ylabel, keys) in curves.items():
         fig, ax = plt.subplots(figsize=(6, 4))
         for key, label in keys:
             x, y = series(key)
             if x:
                 ax.plot(x, y, marker="o", label=label)
-        finish(fig, ax, name, ylabel)
+        finish(fig, ax, kind, ylabel)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s / steps_per_epoch for s in range(len(lr_curve))], lr_curve)
-    finish(fig, ax, "lr.png", "learning rate")
+    finish(fig, ax, "lr", "learning rate")
     return out

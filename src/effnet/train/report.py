@@ -1,73 +1,64 @@
 """What a run tells its user and leaves on disk besides checkpoints: the header, a line per epoch
 (and per ~10 % of an epoch in a redirected log), the run files (config.yaml, spec.json), and at the
 end the summary table, plots, samples and summary.json. Rank 0 only; nothing here changes training.
+It reads no trainer: the run's facts come as a `RunInfo`, its progress as the train state, and its
+files are the run directory's (`RunDir`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import sys
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
-from ..fileio import atomic_write, atomic_write_bytes
-from ..models import RUN_SPEC_FILE
-from .distributed import World, broadcast_object
+from ..rundir import RunDir
 from .metrics import summary_table
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
+from .recipe import Recipe
+from .state import TrainState
 
 
-def new_run_dir(output: str | None, model_name: str, world: World) -> Path:
-    """--output, or runs/<timestamp>-<model> (rank 0's clock); UserError when it holds anything."""
-    name = output or str(Path("runs") / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{model_name}"))
-    run_dir = Path(broadcast_object(name, world))
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UserError(f"output directory {run_dir} already exists and is not empty; "
-                        f"use --resume {run_dir} to continue it, or another --output")
-    return run_dir
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about a run, fixed once the trainer is set up."""
+
+    rundir: RunDir
+    recipe: Recipe
+    model: str  # the trained network's name
+    params: int
+    classes: list[str]
+    images: tuple[int, int]  # train, val
+    device: torch.device
+    processes: int
+    global_batch: int
+    peak_lr: float
+    steps_per_epoch: int
+    total_steps: int
+    sizes: tuple[int, int]  # train, eval image size of the network's preprocessing
 
 
-def write_run_files(t: Trainer) -> None:
+def write_run_files(info: RunInfo, runtime: dict, model_config: dict) -> None:
     """config.yaml (recipe, runtime, derived numbers, command) and spec.json (the model config and
     class names that `predict`, `eval` and `--resume` rebuild the network from)."""
-    import yaml
-
-    try:
-        t.run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # under a file, in /proc, read-only: say which directory and why
-        raise UserError(f"cannot create the run directory {t.run_dir}: {e.strerror}") from None
-    config = {"recipe": t.recipe.to_dict(),
-              "runtime": {k: v for k, v in t.opts.to_dict().items() if k != "resume"},
-              "world_size": t.world.size, "global_batch": t.global_batch, "peak_lr": t.peak_lr,
-              "steps_per_epoch": t.steps_per_epoch, "total_steps": t.total_steps,
-              "torch": str(torch.__version__), "command": sys.argv}
-    atomic_write_bytes(t.run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False).encode())
-    run_spec = {"model": t.recipe.model, "config": t.model.config.to_dict(), "classes": t.classes}
-    atomic_write_bytes(t.run_dir / RUN_SPEC_FILE, json.dumps(run_spec, indent=1).encode())
+    run = info.rundir
+    run.mkdir()
+    run.write_config(info.recipe.to_dict(), runtime, world_size=info.processes,
+                     global_batch=info.global_batch, peak_lr=info.peak_lr,
+                     steps_per_epoch=info.steps_per_epoch, total_steps=info.total_steps,
+                     torch=str(torch.__version__), command=sys.argv)
+    run.write_spec(info.recipe.model, model_config, info.classes)
 
 
-def print_header(t: Trainer) -> None:
-    w, pre = t.world, t.data_config
-    what = "resuming" if t.resume_state is not None else "training"
-    threads = f" ({torch.get_num_threads()} threads)" if w.device.type == "cpu" else ""
-    print(f"effnet train: {what} {t.spec.name} ({sum(p.numel() for p in t.model.parameters()):,}"
-          f" params) on {len(t.train_data)} train / {len(t.val_data)} val images, "
-          f"{t.num_classes} classes")
-    print(f"  run dir {t.run_dir}; device {w.device}{threads} x {w.size} process(es); global batch "
-          f"{t.global_batch}; peak lr {t.peak_lr:.4g}; {t.steps_per_epoch} steps/epoch, "
-          f"{t.total_steps} steps; sizes train {pre.train_size} / eval {pre.eval_size}")
-    print(f"recipe {t.recipe.name}:")
-    print(t.recipe.describe(), flush=True)
+def print_header(info: RunInfo, resuming: bool) -> None:
+    threads = f" ({torch.get_num_threads()} threads)" if info.device.type == "cpu" else ""
+    print(f"effnet train: {'resuming' if resuming else 'training'} {info.model} ({info.params:,}"
+          f" params) on {info.images[0]} train / {info.images[1]} val images, "
+          f"{len(info.classes)} classes")
+    print(f"  run dir {info.rundir}; device {info.device}{threads} x {info.processes} process(es); "
+          f"global batch {info.global_batch}; peak lr {info.peak_lr:.4g}; {info.steps_per_epoch} "
+          f"steps/epoch, {info.total_steps} steps; sizes train {info.sizes[0]} / eval {info.sizes[1]}")
+    print(f"recipe {info.recipe.name}:")
+    print(info.recipe.describe(), flush=True)
 
 
 class EpochProgress:
@@ -110,34 +101,27 @@ def print_epoch(row: dict, epochs: int) -> None:
           flush=True)
 
 
-def summary(t: Trainer, rank_hashes: list[str]) -> dict:
-    s = t.state
-    return {"run_dir": str(t.run_dir), "model": t.spec.name, "recipe": t.recipe.name,
-            "epochs": s.epoch, "global_step": s.global_step, "world_size": t.world.size,
-            "global_batch": t.global_batch, "train_time_s": s.train_time, "best": s.best,
-            "final": s.history[-1] if s.history else {}, "rank_state_sha256": rank_hashes}
+def summary(info: RunInfo, state: TrainState, rank_hashes: list[str]) -> dict:
+    return {"run_dir": str(info.rundir), "model": info.model, "recipe": info.recipe.name,
+            "epochs": state.epoch, "global_step": state.global_step, "world_size": info.processes,
+            "global_batch": info.global_batch, "train_time_s": state.train_time, "best": state.best,
+            "final": state.history[-1] if state.history else {}, "rank_state_sha256": rank_hashes}
 
 
-def finish(t: Trainer, summary: dict) -> None:
-    """Samples, plots and summary.json, then the table of epochs and where the run is."""
+def finish(info: RunInfo, state: TrainState, summary: dict, lr_curve: list[float],
+           samples: list, ema: bool) -> None:
+    """`samples` (val (image, label) pairs), plots and summary.json, then the table of epochs and
+    where the run is."""
     from .plots import save_plots
 
-    if t.opts.save_samples:
-        out = t.run_dir / "samples"
-        out.mkdir(exist_ok=True)
-        for i in range(min(t.opts.save_samples, len(t.val_raw))):
-            image, label = t.val_raw[i]
-            atomic_write(out / f"{i:03d}_{t.classes[label]}.png", partial(image.save, format="PNG"))
-    save_plots(t.run_dir, t.state.history, t.schedule.curve(), t.steps_per_epoch)
-    atomic_write_bytes(t.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1).encode())
+    run = info.rundir
+    for i, (image, label) in enumerate(samples):
+        run.write_sample(i, info.classes[label], image)
+    save_plots(run, state.history, lr_curve, info.steps_per_epoch)
+    run.write_summary(summary)
     print()
-    print(summary_table(t.state.history))
-    b = t.state.best
+    print(summary_table(state.history))
+    b = state.best
     print(f"\nbest top-1 {b['top1']:.2f} % at epoch {b['epoch']} ({b['weights']}); "
-          f"{t.state.train_time:.0f} s of training")
-    files = ["best.safetensors", "last.safetensors"]
-    if t.ema is not None:
-        files[1:1] = ["best_ema.safetensors"]
-        files.append("last_ema.safetensors")
-    print(f"run saved in {t.run_dir}: {', '.join(files)}, {RUN_SPEC_FILE}, {CONFIG_FILE}, "
-          f"metrics.csv, *.png", flush=True)
+          f"{state.train_time:.0f} s of training")
+    print(f"run saved in {run}: {', '.join(run.saved_files(ema))}", flush=True)

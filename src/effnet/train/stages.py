@@ -8,7 +8,7 @@ earlier stage: the stages left are spread over the epochs left (plan.py). On a s
 rebuilds the train pipeline at the stage's image size, RandAugment magnitude and mixup/cutmix, and
 sets the model's (and EMA's) dropout. Weights, optimizer, LR schedule and EMA carry on over the
 global step. Each epoch's stage, and the dropout rate the model's dropout module actually holds,
-go to `RUN/progressive.csv`.
+go to the run directory's progressive.csv.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import csv
 import io
 from collections.abc import Callable
 
-from ..fileio import atomic_write_bytes
+from ..rundir import RunDir
 from .progressive import ProgressivePlan, StageSetting, schedule
 
-STAGES_FILE = "progressive.csv"
 COLUMNS = ("epoch", "stage", "size", "randaug", "mixup", "cutmix", "dropout")
 
 
@@ -45,22 +44,23 @@ def progressive_hook(plan: ProgressivePlan) -> Callable:
                       f"RandAugment M {st.randaug:.2f}, mixup {st.mixup:.3f}, cutmix {st.cutmix:.3f}, "
                       f"dropout {st.dropout:.3f}", flush=True)
         if trainer.world.main:
-            _log(trainer, st)
+            _log(trainer.rundir, trainer.epoch, st, trainer.model_dropout())
 
     return on_epoch_start
 
 
-def _log(trainer, st: StageSetting) -> None:
-    path = trainer.run_dir / STAGES_FILE
+def _log(run: RunDir, epoch: int, st: StageSetting, dropout: float) -> None:
+    """Epoch `epoch` (0-based) trains in stage `st` with the model's dropout at `dropout`."""
+    path = run.stages_file
     rows = []
     if path.exists():  # keep earlier epochs, drop any the resumed run is about to redo
         with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.epoch + 1]
-    rows.append({"epoch": trainer.epoch + 1, "stage": st.index + 1, "size": st.size,
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch + 1]
+    rows.append({"epoch": epoch + 1, "stage": st.index + 1, "size": st.size,
                  "randaug": f"{st.randaug:.4g}", "mixup": f"{st.mixup:.4g}", "cutmix": f"{st.cutmix:.4g}",
-                 "dropout": f"{trainer.model_dropout():.4g}"})
+                 "dropout": f"{dropout:.4g}"})
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=COLUMNS)
     w.writeheader()
     w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    run.write(path, buf.getvalue().encode())

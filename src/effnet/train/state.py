@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..rundir import EMA_FILE, STATE_FILE, RunDir, link_name
 from . import checkpoint as ckpt
 from .distributed import World, all_sum, broadcast_object, gather_objects, raise_if_any
 from .ema import ModelEma
-from .options import RESUMABLE_RECIPE_KEYS
 from .plan import Progress
 from .recipe import Recipe
 from .runtime import seed_all
@@ -59,7 +59,7 @@ class TrainState:
         is_best = top1 > self.best["top1"]
         if is_best:
             self.best = {"top1": top1, "epoch": self.epoch + 1,
-                         "weights": "best_ema.safetensors" if whose == "ema" else "best.safetensors"}
+                         "weights": link_name("best", ema=whose == "ema")}
         self.history.append(row)
         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         return is_best
@@ -115,42 +115,37 @@ class EpochSums:
         return float(sums[0]), int(sums[1])
 
 
-def _load_checkpoint(path: Path, run_dir: Path, recipe: Recipe) -> tuple[Path, TrainState]:
-    """(checkpoint directory, its state) when `recipe` may continue it; UserError when the recipe
-    differs from the run's in anything but its length."""
-    state = TrainState.from_dict(ckpt.load_state(path), str(path / ckpt.STATE_FILE))
-    changed = sorted(k for k, v in recipe.to_dict().items()
-                     if k not in RESUMABLE_RECIPE_KEYS and state.recipe.get(k) != v)
-    if changed:
-        raise UserError(f"cannot resume {run_dir} with a different recipe "
-                        f"(changed: {', '.join(changed)})")
+def _load_checkpoint(path: Path, run: RunDir, recipe: Recipe) -> tuple[Path, TrainState]:
+    """(checkpoint directory, its state) when `recipe` may continue it (RunDir.check_recipe)."""
+    state = TrainState.from_dict(ckpt.load_state(path), str(path / STATE_FILE))
+    run.check_recipe(state.recipe, recipe.to_dict())
     return path, state
 
 
-def resume_point(run_dir: Path | None, recipe: Recipe,
+def resume_point(run: RunDir | None, recipe: Recipe,
                  world: World) -> tuple[Path, TrainState] | None:
     """Collective: the checkpoint every rank continues from, or None for a fresh run.
 
     Every rank loads the checkpoint rank 0 finds: ranks reading `LATEST` each could see different
     ones (a network file system that caches, a save in flight). UserError on every rank when the
     ranks disagree on whether to resume or any rank cannot, so none waits for a rank that left."""
-    choices = gather_objects(None if run_dir is None else str(run_dir), world)
+    choices = gather_objects(None if run is None else str(run), world)
     if len(set(choices)) > 1:
         raise UserError(f"the ranks disagree on which run to resume: {choices}")
-    if run_dir is None:
+    if run is None:
         return None
-    name, error = None, None
+    path, error = None, None
     if world.main:
         try:
-            name = ckpt.latest_checkpoint(run_dir).name
+            path = str(run.latest_checkpoint())
         except UserError as e:
             error = str(e)
-    name, error = broadcast_object((name, error), world)
+    path, error = broadcast_object((path, error), world)
     if error:
         raise UserError(error)
     found = None
     try:
-        found = _load_checkpoint(run_dir / ckpt.CKPT_DIR / name, run_dir, recipe)
+        found = _load_checkpoint(Path(path), run, recipe)
     except UserError as e:
         error = str(e)
     raise_if_any(error, world)
@@ -201,7 +196,7 @@ def restore_parts(state: TrainState, ckpt_dir: Path, optimizer: torch.optim.Opti
                   scaler: torch.amp.GradScaler, ema: ModelEma | None) -> None:
     """Put the optimiser, GradScaler and EMA where the checkpoint had them."""
     if ema is not None:
-        ema_file = ckpt_dir / ckpt.EMA_FILE
+        ema_file = ckpt_dir / EMA_FILE
         if not ema_file.is_file():
             raise UserError(f"cannot resume: {ema_file} is missing")
         ckpt.load_weights_into(ema.module, ema_file)

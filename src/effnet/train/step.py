@@ -5,14 +5,13 @@ update and EMA; and the checks that stop a run whose loss or weights stopped bei
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
-from . import checkpoint as ckpt
+from ..rundir import RunDir
 from .distributed import World, any_true
 from .ema import ModelEma
 from .evaluate import autocast
@@ -93,14 +92,14 @@ class OptimStep:
         tensors += [b for b in self.model.buffers() if b.is_floating_point()]
         return torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()
 
-    def check_finite(self, run_dir: Path, epoch: int, step: int, params: bool = False) -> None:
+    def check_finite(self, run: RunDir, epoch: int, step: int, params: bool = False) -> None:
         """TrainingDiverged on every rank when any rank saw a non-finite loss (or, with `params`,
         weights) since the run started; collective."""
         bad = self.bad | ~self.params_finite() if params else self.bad
         if not any_true(bool(bad.item()), self.world):
             return
-        where = (f"the last good checkpoint is kept in {run_dir}"
-                 if (run_dir / ckpt.CKPT_DIR / ckpt.POINTER).exists() else "no checkpoint was written yet")
+        where = (f"the last good checkpoint is kept in {run}" if run.has_checkpoint()
+                 else "no checkpoint was written yet")
         raise TrainingDiverged(
             f"the loss became NaN/inf at epoch {epoch + 1}, step {step} "
             f"(lr {self.schedule(max(0, step - 1)):.3g}); training stopped and {where}; "

@@ -1,7 +1,8 @@
 """The training loop, composed of parts with one job each: the run's data epoch by epoch
 (epoch_data.py), one optimiser step with AMP, accumulation, DDP, clipping and EMA (step.py), the
 train state a checkpoint holds and the rules for resuming it (state.py, plan.py, checkpoint.py),
-and what the run prints and leaves on disk (report.py, metrics.py).
+and what the run prints and leaves on disk (report.py, metrics.py) in its run directory (a
+`RunDir`, which owns the directory's files).
 
 Progressive learning (V2) changes the image size, RandAugment magnitude, mixup/cutmix and dropout
 between stages; the loop keeps those behind two seams so a stage change is two calls:
@@ -17,16 +18,25 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
 from ..data.config import resolve_data_config
 from ..errors import UserError
+from ..rundir import RunDir
 from ..signals import StopOnSignal
 from . import checkpoint as ckpt
 from . import report
-from .distributed import World, any_true, barrier, broadcast_buffers, close_world, gather_objects, init_world
+from .distributed import (
+    World,
+    any_true,
+    barrier,
+    broadcast_buffers,
+    broadcast_object,
+    close_world,
+    gather_objects,
+    init_world,
+)
 from .ema import ModelEma
 from .epoch_data import EpochData, eval_data, load_splits, steps_per_epoch
 from .evaluate import evaluate_run
@@ -67,15 +77,17 @@ class Trainer:
     train_seeded = property(lambda self: self.data.seeded)
     mixer = property(lambda self: self.data.mixer)
     ema_model = property(lambda self: self.ema.module if self.ema is not None else None)
+    run_dir = property(lambda self: self.rundir.path)  # where the run's files are (a Path)
 
     def _setup(self) -> None:
         r, o = self.recipe, self.opts
         self.world = w = init_world(o.device)
         self.resume_state: TrainState | None = None
         # everything is checked before anything is written
-        resumed = resume_point(Path(o.resume) if o.resume else None, r, w)
+        run = RunDir(o.resume) if o.resume else None
+        resumed = resume_point(run, r, w)
         if resumed is not None:
-            self.run_dir = Path(o.resume)
+            self.rundir = run
             self.resume_ckpt, self.resume_state = resumed
         self._context.enter_context(RunRuntime(w.device, o.threads, o.deterministic))
         if o.amp == "bf16" and w.device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -86,7 +98,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(len(train_set), r, w)
         self.total_steps = r.steps or r.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        resuming = (self.run_dir, self.resume_ckpt) if o.resume else None
+        resuming = (self.rundir, self.resume_ckpt) if o.resume else None
         self.model = model = run_network(r, o, self.num_classes, w, resuming)
         # the model's config holds the recipe's sizes over its weights' preprocessing (the
         # factory resolved them), so spec.json rebuilds this preprocessing for eval and predict
@@ -97,11 +109,16 @@ class Trainer:
         self.val_raw = val_set
         self.val_data, self.val_loader = eval_data(val_set, pre, max(r.batch_size, 64), workers, w)
         if not o.resume:
-            self.run_dir = report.new_run_dir(o.output, self.spec.name, w)
+            name = broadcast_object(o.output or RunDir.default_path(self.spec.name), w)  # rank 0's clock
+            self.rundir = RunDir.new(name)
 
         ddp, self.train_model = training_module(model, w, o.compile)
         self.ema = ModelEma(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
         self.peak_lr = r.peak_lr(self.global_batch)
+        self.info = report.RunInfo(
+            self.rundir, r, self.spec.name, sum(p.numel() for p in model.parameters()), self.classes,
+            (len(self.data.dataset), len(self.val_data)), w.device, w.size, self.global_batch,
+            self.peak_lr, self.steps_per_epoch, self.total_steps, (pre.train_size, pre.eval_size))
         self.optimizer = build_optimizer(model, r, self.peak_lr)
         self.state = start_state(self.resume_state, self.steps_per_epoch, self.total_steps,
                                  self.epochs, w, cosine=r.sched == "cosine")
@@ -148,7 +165,7 @@ class Trainer:
         state = snapshot(s, w, self.recipe, self.optimizer, self.step.scaler, self.ema,
                          self._sums.total(w) if s.batch_in_epoch else (0.0, 0), self._partial_time)
         if w.main:
-            ckpt.save_checkpoint(self.run_dir, self.model, self.ema_model, state.to_dict(), best=best)
+            ckpt.save_checkpoint(self.rundir, self.model, self.ema_model, state.to_dict(), best=best)
         barrier(w)
 
     def _train_epoch(self) -> dict:
@@ -174,10 +191,10 @@ class Trainer:
             s.global_step += 1
             last = i + 1 == n_micro or s.global_step >= self.total_steps
             if last or s.global_step % 10 == 0:  # an epoch-end checkpoint follows: never save NaNs
-                step.check_finite(self.run_dir, s.epoch, s.global_step, params=last)
+                step.check_finite(self.rundir, s.epoch, s.global_step, params=last)
             bar.step_done(i + 1, s.global_step, last, loss, lr, time.perf_counter() - start)
             if o.ckpt_every_steps and s.global_step % o.ckpt_every_steps == 0 and not last:
-                step.check_finite(self.run_dir, s.epoch, s.global_step, params=True)
+                step.check_finite(self.rundir, s.epoch, s.global_step, params=True)
                 t0 = time.perf_counter()
                 self._partial_time = t0 - start
                 self._checkpoint()
@@ -188,7 +205,7 @@ class Trainer:
                 self._checkpoint()
                 raise self.stop.stopped(f"after step {s.global_step} of {self.total_steps}; "
                                         f"checkpoint saved; continue with: effnet train --resume "
-                                        f"{self.run_dir}")
+                                        f"{self.rundir}")
             if s.global_step >= self.total_steps:
                 break
         bar.close()
@@ -212,13 +229,13 @@ class Trainer:
     def _run(self) -> dict:
         o, w, s = self.opts, self.world, self.state
         if w.main and self.resume_state is None:
-            report.write_run_files(self)
+            report.write_run_files(self.info, o.to_dict(), self.model.config.to_dict())
         barrier(w)
-        self.metrics = MetricsLog(self.run_dir, s.history, o.tensorboard) if w.main else None
+        self.metrics = MetricsLog(self.rundir, s.history, o.tensorboard) if w.main else None
         if w.main:
             if self.resume_state is None:
                 self.metrics.write()
-            report.print_header(self)
+            report.print_header(self.info, resuming=self.resume_state is not None)
         while s.epoch < self.epochs and s.global_step < self.total_steps:
             for hook in self.on_epoch_start:
                 hook(self)
@@ -237,9 +254,11 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> dict:
-        summary = report.summary(self, gather_objects(ckpt.state_hash(self.model), self.world))
+        s = self.state
+        summary = report.summary(self.info, s, gather_objects(ckpt.state_hash(self.model), self.world))
         if self.world.main:
-            report.finish(self, summary)
+            samples = [self.val_raw[i] for i in range(min(self.opts.save_samples, len(self.val_raw)))]
+            report.finish(self.info, s, summary, self.schedule.curve(), samples, self.ema is not None)
             self.metrics.close()
         barrier(self.world)
         return summary
