@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from crafted import png_header_only
+from effnet.arch.conventions import default_preprocess
 from effnet.data import Transformed, eval_transform, load_rgb, scan_folder, train_transform
 from effnet.data.images import MAX_PIXELS, READ_ERRORS, check_image, decoding_for
 from effnet.inference import preprocess_image
-from effnet.models import get_spec
 
-PRE = get_spec("efficientnet_b0").preprocess  # eval: short side to 256, center crop 224
+PRE = default_preprocess("efficientnet_b0")  # eval: short side to 256, center crop 224
 # What the model may see differently from a full decode, in 0..255 grey levels of the image:
 # measured 4 at worst and 0.4 on average on this photo at these sizes (images.DRAFT_GAP says why).
 MAX_LEVELS, MEAN_LEVELS = 8, 1.0

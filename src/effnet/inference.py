@@ -46,9 +46,8 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
             raise UserError(f"--model {model_name} is not the network of {weights}: {source} "
                             f"says {config.spec.name}; drop --model to build that, or give "
                             f"weights of {model_name}")
-        if num_classes is not None:  # one the weights lack: load_weights refuses it
-            config = config.with_(num_classes=num_classes)
-        return make_model(config, weights=weights).eval(), classes
+        # a num_classes the weights lack: load_weights refuses it
+        return make_model(config, weights=weights, num_classes=num_classes).eval(), classes
     if model_name is None:
         raise UserError("--model is required (the weights carry no model config)")
     if num_classes is None and weights is not None and "num_classes" not in read_metadata(weights):
