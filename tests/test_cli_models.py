@@ -2,6 +2,7 @@
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,18 @@ def test_predict_builds_the_network_the_weights_name(capsys, tmp_path):
         assert code == 0 and err == "", err  # no eps or padding warning: the network it was saved as
         answers.append(out)
     assert answers[0] == answers[1] and answers[0].count("\n") == 4  # the image, 3 classes
+
+
+def _imported(*argv: str, cwd: Path) -> set[str]:
+    """The modules a fresh `effnet ARGV` process imports (python -X importtime)."""
+    done = procs.run([sys.executable, "-X", "importtime", "-m", "effnet", *argv], cwd=cwd)
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+
+def test_a_command_imports_only_its_own_stack(tmp_path):
+    heavy = {"optuna", "sqlalchemy", "onnx", "onnxruntime", "torchao"}
+    assert not _imported("-h", cwd=tmp_path) & (heavy | {"torch", "torchvision"})  # a list of names
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "x.png")
+    predict = _imported("predict", "x.png", "--model", "efficientnet_lite0", cwd=tmp_path)
+    assert "torch" in predict and not predict & heavy
+    assert {"optuna", "sqlalchemy"} <= _imported("search", "compound", "-h", cwd=tmp_path)  # seen when used

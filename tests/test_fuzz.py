@@ -286,7 +286,7 @@ _FLAG_WORDS = ["--phi", "--alpha", "--size", "--batch", "--topk", "--num-classes
 @given(cmd=st.sampled_from(COMMANDS), words=st.lists(st.one_of(st.sampled_from(_FLAG_WORDS), st.text(max_size=6)),
                                                          max_size=6))
 def test_flag_parsing_answers_or_exits_2(cmd, words, capsys):
-    parser = build_parser()
+    parser = build_parser([*cmd, *words])
     try:
         args = parser.parse_args([*cmd, *words])
     except SystemExit as e:

@@ -10,7 +10,7 @@ import effnet
 ROOT = Path(effnet.__file__).parent
 # lowest first; modules of one rank may import each other's. inference.py serves the commands and
 # tools (predict, eval, quantize, Grad-CAM) and reads exported programs, so it ranks with tools
-LAYERS = [("errors", "fileio", "tables", "lazy", "signals"), ("arch",), ("nn",), ("data",), ("weights",),
+LAYERS = [("errors", "fileio", "tables", "lazy", "signals"), ("arch",), ("nn", "devices"), ("data",), ("weights",),
           ("pretrained",), ("rundir",), ("models",), ("train",), ("tools", "inference"),
           ("search",), ("cli", "__main__")]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

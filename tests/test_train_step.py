@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from effnet.data import batch_mixer
+from effnet.rundir import RunDir
 from effnet.train.distributed import World
 from effnet.train.optim import LRSchedule
 from effnet.train.step import OptimStep, TrainingDiverged, cross_entropy, smoothed
@@ -79,11 +80,11 @@ def test_nan_loss_raises_training_diverged(tmp_path):
     x, y = _batch()
     step.accumulate(x, y)
     step.update(0)
-    step.check_finite(tmp_path, epoch=0, step=1, params=True)  # all numbers: no error
+    step.check_finite(RunDir(tmp_path), epoch=0, step=1, params=True)  # all numbers: no error
     x[3, 0, 0, 0] = float("nan")
     step.accumulate(x, y)
     with pytest.raises(TrainingDiverged, match="NaN/inf at epoch 1, step 2.*no checkpoint"):
-        step.check_finite(tmp_path, epoch=0, step=2)
+        step.check_finite(RunDir(tmp_path), epoch=0, step=2)
 
 
 def test_nan_weights_are_caught_by_the_params_check(tmp_path):
@@ -91,9 +92,9 @@ def test_nan_weights_are_caught_by_the_params_check(tmp_path):
     step = _step(model)
     with torch.no_grad():
         model[0].weight[0, 0, 0, 0] = float("inf")
-    step.check_finite(tmp_path, epoch=0, step=0)  # no loss seen yet: nothing to report
+    step.check_finite(RunDir(tmp_path), epoch=0, step=0)  # no loss seen yet: nothing to report
     with pytest.raises(TrainingDiverged):
-        step.check_finite(tmp_path, epoch=0, step=0, params=True)
+        step.check_finite(RunDir(tmp_path), epoch=0, step=0, params=True)
 
 
 def test_label_smoothing_is_applied_once_for_soft_and_hard_targets():

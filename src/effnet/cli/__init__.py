@@ -14,8 +14,6 @@ import signal
 import sys
 import warnings
 
-# one module per group of commands, loaded only when its command runs (keeps `effnet -h` fast)
-COMMAND_MODULES = ("model_cmds", "train_cmds", "schedule_cmds", "search_cmds", "deploy_cmds")
 # OSErrors of the machine rather than of the user's input: exit 1 instead of 2
 _FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
@@ -61,17 +59,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `effnet` parser for `argv`: the module of the command it runs adds its commands in full;
+    every other command is only listed (name and help), so nothing of its stack is imported."""
+    from .commands import COMMANDS, chosen
+
     parser = _Parser(prog="effnet", description="EfficientNet V1 / Lite / V2: models, scaling, training.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.register(sub)
+    command = chosen(sys.argv[1:] if argv is None else argv)
+    if command is not None:
+        importlib.import_module(f"{__name__}.{COMMANDS[command][0]}").register(sub)
+    for name, (_, help_line) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
@@ -110,7 +110,7 @@ def _run(argv: list[str] | None) -> int:
     with contextlib.ExitStack() as handler:
         stop = handler.enter_context(StopOnSignal())
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser(argv).parse_args(argv)
         except SystemExit as e:  # -h, or a bad flag already reported: the exit code, for in-process callers
             return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
         how = getattr(args, "stop_hint", None)

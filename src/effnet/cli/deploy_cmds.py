@@ -8,13 +8,14 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import RunDir
+from . import commands
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..tools.export import DYNAMIC_AXES, FORMATS
     from ..tools.quantize import FLOAT_PARTS
 
-    p = sub.add_parser("export", help="export to ONNX or a torch.export program (.pt2)")
+    p = commands.add(sub, "export")
     p.add_argument("source", help="model name, or a run directory of `effnet train`")
     p.add_argument("--weights", type=Path, default=None, help="weights for a model name")
     p.add_argument("--num-classes", type=int, default=None)
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the run's weights, or MODEL.onnx / MODEL.pt2 here)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("quantize", help="int8 post-training quantization (PT2E, x86) -> .pt2")
+    p = commands.add(sub, "quantize")
     p.add_argument("source", help="model name, or a run directory of `effnet train`")
     p.add_argument("--weights", type=Path, default=None, help="weights for a model name")
     p.add_argument("--num-classes", type=int, default=None)
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file to write (default: RUN/model_int8.pt2 or MODEL_int8.pt2 here)")
     p.set_defaults(run=cmd_quantize)
 
-    p = sub.add_parser("cam", help="Grad-CAM heat maps as PNGs; --compare: several models side by side")
+    p = commands.add(sub, "cam")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--model", action="append", default=[],
                    help="model name (repeat with --compare; optional for a run directory in --weights)")

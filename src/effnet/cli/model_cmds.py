@@ -7,17 +7,18 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from . import commands
 from .argtypes import finite_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list models: params, GMACs at eval size, resolutions")
+    p = commands.add(sub, "models")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
     p.add_argument("--pretrained", action="store_true",
                    help="list the published weights (tags for --pretrained) with their top-1")
     p.set_defaults(run=cmd_models)
 
-    p = sub.add_parser("scale", help="compound-scale a base network and show the result")
+    p = commands.add(sub, "scale")
     p.add_argument("--base", default="efficientnet_b0")
     p.add_argument("--phi", type=finite_float, required=True, help="compound coefficient (any real)")
     p.add_argument("--alpha", type=finite_float, default=None, help="depth base (default 1.2)")
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-stage repeats: nearest (default) or ceiling as the released B1-B7")
     p.set_defaults(run=cmd_scale)
 
-    p = sub.add_parser("profile", help="params, GMACs, peak activation memory, step times")
+    p = commands.add(sub, "profile")
     p.add_argument("model")
     p.add_argument("--size", type=positive_int, default=None, help="image size (default: eval size)")
     p.add_argument("--batch", type=positive_int, default=8)
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true")
     p.set_defaults(run=cmd_profile)
 
-    p = sub.add_parser("predict", help="classify images")
+    p = commands.add(sub, "predict")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--model", default=None,
                    help="model name; optional when a spec.json (from `effnet train`) sits beside --weights")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from . import commands
 from .argtypes import nonneg_int, positive_int
 
 
@@ -40,7 +41,7 @@ def plan_from_args(preset: str | None, args):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schedule", help="print a progressive-learning schedule (V2 Algorithm 1)")
+    p = commands.add(sub, "schedule")
     p.add_argument("preset", nargs="?", default=None,
                    help="v2-s, v2-m, v2-l (paper Table 6) or v2-s-code ... (released code)")
     add_plan_flags(p)

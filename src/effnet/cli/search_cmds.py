@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from . import commands
 from .argtypes import finite_float, nonneg_int, positive_int
 
 
@@ -48,7 +49,7 @@ def _add_study_flags(g, study: str, output: str) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..search.study import CONTINUE
 
-    p = sub.add_parser("search", help="searches: compound-scaling coefficients")
+    p = commands.add(sub, "search")
     ssub = p.add_subparsers(dest="search_kind", required=True, parser_class=type(p))
     c = ssub.add_parser(
         "compound", help="grid search for alpha, beta, gamma (V1 section 3, step 1)",
@@ -70,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(run=cmd_search_compound, stop_hint=CONTINUE)  # polls signals (cli._run)
     _register_nas(ssub)
 
-    p = sub.add_parser("experiment", help="experiments: scaling one dimension vs compound")
+    p = commands.add(sub, "experiment")
     esub = p.add_subparsers(dest="experiment_kind", required=True, parser_class=type(p))
     e = esub.add_parser(
         "scaling", help="depth / width / resolution / compound scaling at matched FLOPs",

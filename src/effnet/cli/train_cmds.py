@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from . import commands
 from .argtypes import finite_float, nonneg_int, positive_int
 
 # flag dest -> recipe key, for the flags that change the recipe
@@ -25,8 +26,7 @@ RECIPE_FLAGS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (default: the quick recipe on built-in digits)",
-                       description="Train an EfficientNet. The recipe is built from a preset "
+    p = commands.add(sub, "train", description="Train an EfficientNet. The recipe is built from a preset "
                        "(--recipe), then --config FILE.yaml, then these flags; it is printed at "
                        "the start and saved in the run directory.")
     g = p.add_argument_group("recipe and model")
@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5 of weights on a dataset's val split")
+    p = commands.add(sub, "eval")
     p.add_argument("--model", default=None,
                    help="model name; optional when spec.json (from `effnet train`) sits beside --weights")
     p.add_argument("--weights", type=Path, default=None, help="weights file or a run directory")
@@ -217,10 +217,11 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_data
     from ..data.config import DataOverrides, resolve_data_config
+    from ..devices import pick_device
     from ..inference import load_for_inference
     from ..rundir import RunDir, ema_twin
     from ..tables import text_table
-    from ..train.distributed import World, pick_device
+    from ..train.distributed import World
     from ..train.evaluate import eval_loader, evaluate
 
     if args.pretrained is not None:  # with --weights too, the model factory refuses the pair

@@ -150,7 +150,7 @@ def _median_seconds(fn: Callable[[], None], steps: int, warmup: int, sync: Calla
 def resolve_amp(amp_dtype) -> torch.dtype | None:
     if amp_dtype is None or isinstance(amp_dtype, torch.dtype):
         return amp_dtype
-    from ..train.evaluate import amp_dtype as named
+    from ..devices import amp_dtype as named
 
     return named(str(amp_dtype))
 
@@ -196,7 +196,7 @@ def profile(model: nn.Module | str, size, batch: int, device: str = "cpu", chann
         model = create_model(model)
     h, w = _hw(size)
     amp = resolve_amp(amp_dtype)
-    from ..train.distributed import pick_device
+    from ..devices import pick_device
 
     dev = pick_device(device)
     in_chans = getattr(model, "in_chans", 3)

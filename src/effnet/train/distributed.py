@@ -21,6 +21,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..devices import pick_device
 from ..errors import UserError
 
 # how long forming the group and any one collective may wait for the other ranks (seconds):
@@ -43,32 +44,6 @@ class World:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """The device a `--device` flag names (None / "auto": the local GPU if any, else the CPU);
-    UserError for a name torch does not know or a device this machine does not have."""
-    if name in (None, "auto"):
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-        if dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
-    elif dev.type != "cpu":
-        try:  # mps, xpu, meta, ...: usable only where a tensor can be made there
-            torch.empty(1, device=dev) + 1
-        except (RuntimeError, AssertionError, NotImplementedError):
-            raise UserError(f"--device {name}: not available on this machine") from None
-        if dev.type == "meta":
-            raise UserError(f"--device {name}: the meta device holds no data; use cpu or cuda")
-    return dev
 
 
 def dist_timeout() -> float:

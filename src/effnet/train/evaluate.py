@@ -3,35 +3,14 @@ image counts exactly once."""
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..errors import UserError
+from ..devices import autocast
 from .distributed import World, all_sum
 from .metrics import topk_correct
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_ALIASES = {"fp32": "none", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}  # torch's names
-
-
-def amp_dtype(name: str) -> torch.dtype | None:
-    """The autocast dtype an AMP name (or its torch alias) stands for; None: full precision."""
-    key = AMP_ALIASES.get(name.lower(), name.lower())
-    if key not in AMP_DTYPES:
-        raise UserError(f"unknown autocast dtype {name!r}; use one of "
-                        f"{', '.join([*AMP_DTYPES, *AMP_ALIASES])}")
-    return AMP_DTYPES[key]
-
-
-def autocast(device: torch.device, amp: str):
-    dtype = AMP_DTYPES[amp]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, world: World) -> DataLoader:

@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..devices import AMP_DTYPES
 from ..errors import UserError
-from .evaluate import AMP_DTYPES
 
 
 @dataclass(frozen=True)

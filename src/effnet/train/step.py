@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..devices import autocast
 from ..errors import UserError
 from ..rundir import RunDir
 from .distributed import World, any_true
 from .ema import ModelEma
-from .evaluate import autocast
 from .optim import LRSchedule, set_lr
 
 
