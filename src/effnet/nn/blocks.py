@@ -82,10 +82,12 @@ class MBConv(ResidualBlock):
 
 @block_kind("fused")
 class FusedMBConv(ResidualBlock):
-    """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise.
+    """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise: k x k conv -> [SE] ->
+    1x1 project (no act).
 
     With expansion 1 the single k x k conv maps straight to the output and keeps its activation;
-    there is no 1x1 projection then (SPEC C.1).
+    there is no 1x1 projection then (SPEC C.1), and an SE, if the row asks for one, gates the
+    block's input before that conv.
     """
 
     expansion_part = "project"
@@ -95,10 +97,18 @@ class FusedMBConv(ResidualBlock):
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
         self.has_skip = stride == 1 and in_ch == out_ch
+        # No published network and no NAS candidate (search/space.py) puts SE on a fused block,
+        # but a spec row may, and AML's FusedMBConvBlock defines what it means for either
+        # expansion: its SE sits between the conv whose width is in * expand and the conv that
+        # maps to `out`. With expansion 1 there is no first conv, so the SE gates the block input
+        # (in channels, squeezed to in * se) and the single k x k conv follows. Built so rather
+        # than refused: every row AML can build builds here, with AML's parameter count.
+        self.se_first = expand == 1
         if expand == 1:
+            self.se = squeeze_excite(in_ch, in_ch, se, act)
             self.conv = ConvNormAct(in_ch, out_ch, kernel, stride, act=act, norm=norm,
                                     tf_padding=tf_padding)
-            self.se, self.project = nn.Identity(), nn.Identity()
+            self.project = nn.Identity()
         else:
             mid = int(round(in_ch * expand))
             self.conv = ConvNormAct(in_ch, mid, kernel, stride, act=act, norm=norm,
@@ -108,7 +118,8 @@ class FusedMBConv(ResidualBlock):
         self.set_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.add_skip(self.project(self.se(self.conv(x))), x)
+        branch = self.conv(self.se(x)) if self.se_first else self.project(self.se(self.conv(x)))
+        return self.add_skip(branch, x)
 
 
 @block_kind("bottleneck")
