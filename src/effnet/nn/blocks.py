@@ -67,7 +67,7 @@ class MBConv(ResidualBlock):
                  se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
-        mid = int(round(in_ch * expand))
+        mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
         self.has_skip = stride == 1 and in_ch == out_ch
         self.expand = ConvNormAct(in_ch, mid, 1, act=act, norm=norm) if expand != 1 else nn.Identity()
         self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act, norm=norm,
@@ -110,7 +110,7 @@ class FusedMBConv(ResidualBlock):
                                     tf_padding=tf_padding)
             self.project = nn.Identity()
         else:
-            mid = int(round(in_ch * expand))
+            mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
             self.conv = ConvNormAct(in_ch, mid, kernel, stride, act=act, norm=norm,
                                     tf_padding=tf_padding)
             self.se = squeeze_excite(mid, in_ch, se, act)
@@ -126,15 +126,16 @@ class FusedMBConv(ResidualBlock):
 class Bottleneck(ResidualBlock):
     """ResNet v1.5 bottleneck: 1x1 reduce -> k x k (stride here) -> 1x1 expand, act after the add.
 
-    `out` is the block's output width and `expand` the ratio out/mid (4 in ResNet-50). A projection
-    shortcut (1x1 conv + BN, strided) is used whenever the shape changes.
+    `out` is the block's output width and `expand` the ratio out/mid (4 in ResNet-50, the kind's
+    `expand_ratio`). A projection shortcut (1x1 conv + BN, strided) is used whenever the shape
+    changes.
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
                  se: float = 0.0, act: str = "relu", norm: NormConfig = NormConfig(),
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
-        mid = int(round(out_ch / expand))
+        mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
         self.has_skip = True  # the shortcut always exists; it is projected when shapes differ
         self.reduce = ConvNormAct(in_ch, mid, 1, act=act, norm=norm)
         self.conv = ConvNormAct(mid, mid, kernel, stride, act=act, norm=norm, tf_padding=tf_padding)
