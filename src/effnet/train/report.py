@@ -21,6 +21,7 @@ from .distributed import World, broadcast_object
 from .metrics import summary_table
 
 if TYPE_CHECKING:
+    from .recipe import Recipe
     from .trainer import Trainer
 
 CONFIG_FILE = "config.yaml"
@@ -66,8 +67,22 @@ def print_header(t: Trainer) -> None:
     print(f"  run dir {t.run_dir}; device {w.device}{threads} x {w.size} process(es); global batch "
           f"{t.global_batch}; peak lr {t.peak_lr:.4g}; {t.steps_per_epoch} steps/epoch, "
           f"{t.total_steps} steps; sizes train {pre.train_size} / eval {pre.eval_size}")
+    print(f"  {ema_line(t.recipe, t.global_batch, len(t.train_data))}")
     print(f"recipe {t.recipe.name}:")
     print(t.recipe.describe(), flush=True)
+
+
+def ema_line(recipe: Recipe, global_batch: int, train_images: int) -> str:
+    """How far back the EMA reaches: its decay per step at this global batch and its horizon,
+    1 / (1 - decay) steps, in images and epochs (after the (1+t)/(10+t) warm-up, if on)."""
+    r, decay = recipe, recipe.ema_step_decay(global_batch)
+    if not decay:
+        return "EMA off"
+    stated = (f"{r.ema_decay:g} per step at global batch {r.ema_base_size}" if r.ema_base_size
+              else f"{r.ema_decay:g} per step at any global batch")
+    images = global_batch / (1 - decay)
+    return (f"EMA decay {stated} -> {decay:.8g} per step at {global_batch}: a horizon of "
+            f"{images:,.0f} images ({images / max(1, train_images):.3g} epochs)")
 
 
 class EpochProgress:

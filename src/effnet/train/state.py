@@ -18,7 +18,7 @@ from .distributed import World, all_sum, broadcast_object, gather_objects, raise
 from .ema import ModelEma
 from .options import RESUMABLE_RECIPE_KEYS
 from .plan import Progress
-from .recipe import Recipe
+from .recipe import SAVED_BEFORE, Recipe
 from .runtime import seed_all
 from .sampling import sample_seed
 
@@ -120,7 +120,7 @@ def _load_checkpoint(path: Path, run_dir: Path, recipe: Recipe) -> tuple[Path, T
     differs from the run's in anything but its length."""
     state = TrainState.from_dict(ckpt.load_state(path), str(path / ckpt.STATE_FILE))
     changed = sorted(k for k, v in recipe.to_dict().items()
-                     if k not in RESUMABLE_RECIPE_KEYS and state.recipe.get(k) != v)
+                     if k not in RESUMABLE_RECIPE_KEYS and state.recipe.get(k, SAVED_BEFORE.get(k)) != v)
     if changed:
         raise UserError(f"cannot resume {run_dir} with a different recipe "
                         f"(changed: {', '.join(changed)})")

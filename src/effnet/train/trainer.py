@@ -100,7 +100,8 @@ class Trainer:
             self.run_dir = report.new_run_dir(o.output, self.spec.name, w)
 
         ddp, self.train_model = training_module(model, w, o.compile)
-        self.ema = ModelEma(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
+        self.ema_decay = r.ema_step_decay(self.global_batch)  # per step at this global batch
+        self.ema = ModelEma(model, self.ema_decay, r.ema_warmup) if self.ema_decay > 0 else None
         self.peak_lr = r.peak_lr(self.global_batch)
         self.optimizer = build_optimizer(model, r, self.peak_lr)
         self.state = start_state(self.resume_state, self.steps_per_epoch, self.total_steps,
