@@ -121,6 +121,30 @@ def test_spec_table_prints_paper_rows():
     assert "MBConv6 k5x5" in table and "112x112" in table and "7x7" in lines[-1]
 
 
+def test_each_block_kind_says_what_its_expansion_is_a_ratio_of():
+    from dataclasses import replace
+
+    from effnet.arch.spec import BLOCK_KINDS, BlockKind, Stage
+
+    assert {k: b.expand_ratio for k, b in BLOCK_KINDS.items()} == {
+        "mbconv": "mid/in", "fused": "mid/in", "bottleneck": "out/mid"}
+    # the rows keep the papers' numbers: MBConv6 16 -> 24 is 96 wide inside, ResNet's 4 is out/mid
+    assert BLOCK_KINDS["mbconv"].mid_width(16, 24, 6) == 96
+    assert BLOCK_KINDS["bottleneck"].mid_width(64, 256, 4) == 64
+    resnet = build(get_spec("resnet50"))
+    assert [s[0].conv.conv.out_channels for s in resnet.stages] == [64, 128, 256, 512]
+    assert get_spec("resnet50").table().splitlines()[0].split()[4] == "e=out/mid"
+    b0 = get_spec("efficientnet_b0")
+    assert b0.table().splitlines()[0].split()[4] == "e=mid/in"
+    mixed = b0.with_(stages=(*b0.stages, replace(get_spec("resnet50").stages[0], out=320)))
+    header, *_, legend = mixed.table().splitlines()
+    assert header.split()[4] == "e" and legend == "e: mid/in for MBConv; out/mid for Bottleneck"
+    with pytest.raises(ValueError, match="expand_ratio"):
+        BlockKind("odd", "Odd", "O", expand_ratio="in/out")
+    with pytest.raises(ValueError, match="unknown block kind"):
+        Stage("odd", 3, 1, 1, 8, 1)
+
+
 def test_stem_kind_is_checked_and_resnet_stem_pools():
     from effnet.arch.spec import Stem
 

@@ -17,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from effnet.arch.preprocess import Preprocess
 from effnet.data import (
@@ -303,46 +302,124 @@ def test_eval_transform_crop_geometry(crop_pct, mode, span_x, span_y):
     assert green[-1] == pytest.approx(span_y[1], abs=0.01)
 
 
-def test_randaugment_magnitude_mapping():
-    def value(op, m, width=224):
-        ra = RandAugmentM(2, m)
-        fn = ra._AUGMENTATION_SPACE[op][0]
-        return float(fn(ra.num_magnitude_bins, width, width)[ra.magnitude])
+def test_randaugment_has_tfs_ops_at_tfs_strengths_linear_in_m_and_extrapolated():
+    from effnet.data.transforms import RANDAUG_OPS, randaug_argument
 
-    # torchvision's own top bin is TF's M = 10 (SPEC F.1): the premise of the mapping
-    top = v2.RandAugment._AUGMENTATION_SPACE
-    assert float(top["Rotate"][0](31, 224, 224)[30]) == pytest.approx(30.0)
-    assert float(top["ShearX"][0](31, 224, 224)[30]) == pytest.approx(0.3)
-    assert value("Rotate", 10) == pytest.approx(30.0) and value("Rotate", 5) == pytest.approx(15)
-    assert value("Rotate", 15) == pytest.approx(45.0)  # extrapolated like TF, not capped
-    assert value("ShearX", 20) == pytest.approx(0.6)
-    assert value("TranslateX", 10) == pytest.approx(150 / 331 * 224)  # ~101 px; TF: 100 px
-    assert value("Brightness", 15) == pytest.approx(1.35)
-    assert value("Posterize", 10) == 4 and value("Posterize", 0) == 8 and value("Posterize", 25) == 1
-    assert value("Solarize", 25) == 0.0
-    assert RandAugmentM(2, 17).num_magnitude_bins == 52
+    # SPEC F.1: 16 ops, no Identity; the argument of each at M = 10 (TF's _MAX_LEVEL)
+    assert len(RANDAUG_OPS) == 16 and "Identity" not in RANDAUG_OPS
+    at10 = {op: randaug_argument(op, 10) for op in RANDAUG_OPS}
+    assert [op for op, a in at10.items() if a is None] == ["AutoContrast", "Equalize", "Invert"]
+    assert at10 == pytest.approx({**dict.fromkeys(("AutoContrast", "Equalize", "Invert"), None),
+                                  "Rotate": 30.0, "ShearX": 0.3, "ShearY": 0.3,
+                                  "TranslateX": 100.0, "TranslateY": 100.0, "Posterize": 4,
+                                  "Solarize": 256, "SolarizeAdd": 110, "Cutout": 40,
+                                  **dict.fromkeys(("Color", "Contrast", "Brightness", "Sharpness"), 1.9)})
+    for m in (2.5, 5.0, 7.5, 15.0, 25.0):  # M / 10 of the M = 10 value, on past 10
+        assert randaug_argument("Rotate", m) == pytest.approx(3 * m)
+        assert randaug_argument("ShearY", m) == pytest.approx(0.03 * m)
+        assert randaug_argument("TranslateX", m) == pytest.approx(10 * m)
+        assert randaug_argument("Sharpness", m) == pytest.approx(0.18 * m + 0.1)
+        assert randaug_argument("Cutout", m) == int(4 * m)
+    # posterize keeps int(4 M / 10) bits (TF: more bits, weaker, as M grows), at most 8
+    assert [randaug_argument("Posterize", m) for m in (2, 5, 10, 15, 20, 25)] == [0, 2, 4, 6, 8, 8]
+    assert randaug_argument("Solarize", 5) == 128 and randaug_argument("SolarizeAdd", 15) == 165
+    with pytest.raises(ValueError, match="Identity"):
+        randaug_argument("Identity", 5)
     with pytest.raises(UserError):
         RandAugmentM(2, -1)
 
 
-def test_randaugment_magnitude_changes_output():
+def _augment(op: str, m: float, image, seed: int = 0, as_tensor: bool = False) -> np.ndarray:
+    """One op at magnitude m on a uint8 HxWx3 array, through PIL or a uint8 tensor."""
+    x = torch.from_numpy(image).permute(2, 0, 1).contiguous() if as_tensor else Image.fromarray(image)
+    torch.manual_seed(seed)
+    out = RandAugmentM(1, m, ops=(op,))(x)
+    assert type(out) is type(x)
+    return out.permute(1, 2, 0).numpy() if as_tensor else np.asarray(out)
+
+
+def flat(value: int, height: int = 32, width: int = 32) -> np.ndarray:
+    return np.full((height, width, 3), value, np.uint8)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["pil", "tensor"])
+def test_randaugment_ops_move_and_change_pixels_as_tf_says(as_tensor):
+    def run(op, m, image, seed=0):
+        return _augment(op, m, image, seed, as_tensor)
+
+    line = flat(0, 64, 448)
+    line[:, 224] = 255  # a vertical line: translate moves it by M / 10 * 100 px, either way
+    for m in (5, 10, 15):
+        for seed in range(4):
+            out = run("TranslateX", m, line, seed)
+            assert np.flatnonzero(out[10, :, 0] == 255).tolist() in ([224 - 10 * m], [224 + 10 * m])
+            assert (out[10, :, 0] == 128).sum() == 10 * m  # the vacated side is grey
+    grid = flat(0, 224, 224)
+    grid[:, 112] = 255
+    for seed in range(4):  # shear 0.3 about the top-left corner: row 100 moves 30 px, row 0 stays
+        out = run("ShearX", 10, grid, seed)
+        assert np.flatnonzero(out[100, :, 0] == 255).tolist() in ([82], [142])
+        assert np.flatnonzero(out[0, :, 0] == 255).tolist() == [112]
+    bar = flat(0, 225, 225)
+    bar[112, :] = 255  # a horizontal line through the centre turns by 30 degrees
+    for seed in range(4):
+        out = run("Rotate", 10, bar, seed)
+        rise = [float(np.flatnonzero(out[:, x, 0] == 255).mean()) - 112 for x in (62, 162)]
+        assert abs(rise[0]) == pytest.approx(50 * math.tan(math.radians(30)), abs=1)
+        assert rise[1] == pytest.approx(-rise[0], abs=1)
+    # per-pixel ops on grey levels
+    assert run("Posterize", 10, flat(183))[0, 0, 0] == 176  # 4 bits: 1011 0111 -> 1011 0000
+    assert run("Posterize", 5, flat(183))[0, 0, 0] == 128 and run("Posterize", 2, flat(183)).max() == 0
+    assert run("Posterize", 25, flat(183))[0, 0, 0] == 183
+    assert run("Solarize", 5, flat(200))[0, 0, 0] == 55 and run("Solarize", 5, flat(100))[0, 0, 0] == 100
+    assert run("Solarize", 10, flat(255))[0, 0, 0] == 255  # threshold 256: TF's no-op
+    assert run("SolarizeAdd", 10, flat(100))[0, 0, 0] == 210
+    assert run("SolarizeAdd", 10, flat(200))[0, 0, 0] == 200
+    assert run("Invert", 3, flat(100))[0, 0, 0] == 155
+    assert [run("Brightness", m, flat(50))[0, 0, 0] for m in (5, 10, 15)] == [50, 95, 140]
+    # cutout: one grey square of half-side M / 10 * 40, clipped only where it meets a border
+    for seed in range(6):
+        out = run("Cutout", 10, flat(0, 200, 200), seed)[..., 0]
+        rows, cols = np.flatnonzero((out == 128).any(1)), np.flatnonzero((out == 128).any(0))
+        assert (out == 128).sum() == len(rows) * len(cols) and 0 < len(rows) <= 80 and len(cols) <= 80
+        assert len(rows) == 80 or rows[0] == 0 or rows[-1] == 199
+        assert len(cols) == 80 or cols[0] == 0 or cols[-1] == 199
+
+
+def test_randaugment_draws_uniformly_is_seeded_and_takes_pil_and_uint8_tensors():
+    from torchvision import tv_tensors
+
+    from effnet.data.transforms import RANDAUG_OPS
+
     img = photo(64)
+    ra = RandAugmentM(16, 9)
+    torch.manual_seed(0)
+    counts = Counter(op for _ in range(200) for op, _, _ in ra.make_params([img])["draws"])
+    assert set(counts) == set(RANDAUG_OPS) and all(130 <= c <= 270 for c in counts.values())
+    tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
     differ = 0
     for seed in range(12):
+        outs = []
+        for x in (img, img, tensor):
+            torch.manual_seed(seed)
+            outs.append(np.asarray(RandAugmentM(2, 15)(x), np.int16))
+        pil, again, tens = outs[0], outs[1], outs[2].transpose(1, 2, 0)
+        assert (pil == again).all()  # the seed fixes the draws
+        # the same draws on either type: torchvision's PIL and tensor kernels round differently
+        # (a grey level in the colour ops, the odd pixel on a rotated edge)
+        assert (np.abs(pil - tens) > 4).mean() < 0.01
+        torch.manual_seed(seed + 100)
+        differ += int(np.abs(np.asarray(RandAugmentM(2, 15)(img), np.int16) - pil).mean() > 2)
+    assert differ >= 8  # other seeds, other draws (only AutoContrast / Equalize / Invert can tie)
+    for seed in range(40):  # extreme magnitudes never produce an invalid op argument
         torch.manual_seed(seed)
-        weak = np.asarray(RandAugmentM(2, 0)(img), np.int16)
-        torch.manual_seed(seed)
-        strong = np.asarray(RandAugmentM(2, 15)(img), np.int16)
-        torch.manual_seed(seed)
-        again = np.asarray(RandAugmentM(2, 15)(img), np.int16)
-        assert (strong == again).all()
-        differ += int(np.abs(weak - strong).mean() > 2)
-    assert differ >= 8  # only magnitude-free ops (Identity, AutoContrast, Equalize) tie
-    tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
-    for seed in range(40):  # extreme magnitudes never produce an invalid op argument (tensors
-        torch.manual_seed(seed)  # refuse a negative enhance factor; PIL silently extrapolates)
         assert RandAugmentM(3, 30)(img).size == img.size
         assert RandAugmentM(3, 30)(tensor).shape == tensor.shape
+    for seed in range(20):  # a tv_tensors.Image stays one, whichever ops ran
+        torch.manual_seed(seed)
+        assert type(RandAugmentM(2, 9)(tv_tensors.Image(tensor))) is tv_tensors.Image
+    with pytest.raises(TypeError, match="uint8"):
+        RandAugmentM(2, 9)(tensor.float() / 255)
 
 
 def test_transformed_transform_is_swappable():

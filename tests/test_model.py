@@ -105,6 +105,33 @@ def test_fused_expansion_one_has_no_projection():
     assert isinstance(block.conv.act, torch.nn.SiLU)
 
 
+def test_fused_expansion_one_with_se_builds_amls_block(tmp_path):
+    """AML's FusedMBConvBlock with expand_ratio 1 gates the block input with SE (squeezed from
+    the input width) before its single k x k conv; a spec file with such a row builds it."""
+    import json
+    from dataclasses import replace
+
+    from effnet.arch.spec import spec_to_dict
+
+    spec = create_model("efficientnetv2_s").spec
+    stage1 = replace(spec.stages[0], se=0.25)  # Fused-MBConv1 24 -> 24, 2 layers
+    path = tmp_path / "v2s_fused_se.json"
+    path.write_text(json.dumps(spec_to_dict(spec.with_(stages=(stage1, *spec.stages[1:])))))
+    model = create_model(str(path)).eval()
+    se_params = (24 * 6 + 6) + (6 * 24 + 24)  # reduce 24 -> int(24 * 0.25), expand 6 -> 24, biases
+    assert sum(p.numel() for p in model.parameters()) == 21_458_488 + 2 * se_params
+    block = model.stages[0][0]
+    assert block.layout == "fused1" and block.se.reduce.in_channels == 24
+    seen = {}
+    block.conv.register_forward_hook(lambda m, args, out: seen.setdefault("conv_in", args[0]))
+    x = torch.randn(2, 24, 8, 8)
+    gate = block.se.expand(block.se.act(block.se.reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
+    with torch.no_grad():
+        y = block(x)
+    torch.testing.assert_close(seen["conv_in"], x * gate)  # the SE acts on the input, first
+    torch.testing.assert_close(y, block.conv(x * gate) + x)
+
+
 def test_se_width_comes_from_block_input():
     block = MBConv(16, 24, 3, 2, 6, se=0.25)
     assert block.se.reduce.out_channels == 4 and block.se.reduce.in_channels == 96

@@ -10,7 +10,8 @@ from effnet.train.progressive import (
     plan_from_dict,
     plan_to_dict,
     schedule,
-    stage_at,
+    stage_epochs,
+    stage_of_progress,
 )
 
 
@@ -50,7 +51,10 @@ def test_last_stage_is_exactly_the_target_and_stages_tile_training():
     assert stages[-1].size == 203 and stages[-1].randaug == 9 and stages[-1].dropout == 0.5
     assert [s.size % 8 for s in stages[:-1]] == [4, 0]  # 100 is S_0 itself, 152 rounds to 152
     assert stages[0].start == 0 and stages[-1].end == 1
-    assert stage_at(stages, 0.5).index == 1 and stage_at(stages, 1.0).index == 2
+    # an epoch belongs to the stage it ends in: one ending exactly at 1/3 is still stage 1's
+    assert [stage_of_progress(stages, f).index for f in (0.1, 1 / 3, 0.5, 2 / 3, 0.9, 1.0)] == [
+        0, 0, 1, 1, 2, 2]
+    assert stage_epochs(stages, 10) == [range(0, 3), range(3, 6), range(6, 10)]
 
 
 def test_plan_round_trips_and_rejects_nonsense():
@@ -60,3 +64,49 @@ def test_plan_round_trips_and_rejects_nonsense():
         explicit_plan(4, "128-300")
     with pytest.raises(ValueError):
         explicit_plan(0, "128:300")
+
+
+class _Trainer:
+    """What the trainer's stage hook reads and calls, recording the size it sets each epoch."""
+
+    def __init__(self, epochs: int):
+        from types import SimpleNamespace
+
+        from effnet.train.plan import Progress
+
+        self.epoch, self.epoch_progress = 0, Progress.of(epochs)
+        self.world = SimpleNamespace(main=False)
+        self.size = None
+
+    def set_data_stage(self, size, randaug, mixup, cutmix):
+        self.size = size
+
+    def set_regularization(self, dropout=None, drop_path=None):
+        pass
+
+
+@pytest.mark.parametrize("epochs, stages", [(10, 4), (350, 4), (7, 3), (5, 5), (2, 4), (3, 2),
+                                            (1, 1), (9, 1)])
+def test_schedule_table_lists_the_epochs_the_trainer_runs_each_stage_in(epochs, stages, capsys):
+    from effnet.cli import main
+    from effnet.train.stages import progressive_hook
+
+    argv = ["schedule", "--stages", str(stages), "--size", "64:128", "--epochs", str(epochs)]
+    assert main(argv) == 0
+    printed = {}  # epoch (1-based) -> stage, read off the printed table
+    for line in capsys.readouterr().out.splitlines()[3:]:
+        stage, span, size = line.split()[:3]
+        if span != "-":
+            first, _, last = span.partition("-")
+            for e in range(int(first), int(last or first) + 1):
+                printed[e] = (int(stage), int(size))
+    assert sorted(printed) == list(range(1, epochs + 1))
+    plan = explicit_plan(stages, "64:128")
+    sizes = [s.size for s in schedule(plan)]
+    assert len(set(sizes)) == stages  # so the size the trainer sets tells its stage
+    hook, trainer, ran = progressive_hook(plan), _Trainer(epochs), {}
+    for e in range(epochs):
+        trainer.epoch = e
+        hook(trainer)
+        ran[e + 1] = (sizes.index(trainer.size) + 1, trainer.size)
+    assert ran == printed

@@ -49,6 +49,40 @@ def test_finetune_and_quick():
     assert not q.hflip and q.img_size == 32 and q.epochs * 1437 // 64 < 1000
 
 
+def test_ema_decay_is_per_step_at_a_stated_global_batch_and_keeps_its_horizon_in_images():
+    from effnet.train.report import ema_line
+
+    paper = get_recipe("paper-v1")  # SPEC D.1: 0.9999 per step at global batch 4096
+    assert (paper.ema_decay, paper.ema_base_size) == (0.9999, 4096)
+    assert paper.ema_step_decay(4096) == 0.9999
+    assert paper.ema_step_decay(8192) == pytest.approx(0.9999**2) == pytest.approx(0.99980001)
+    assert paper.ema_step_decay(128) == pytest.approx(0.99999687485, abs=1e-11)  # 0.9999 ** (1/32)
+    for batch in (128, 512, 4096, 8192):  # the horizon, batch / (1 - decay) images, stays ~41 M
+        images = batch / (1 - paper.ema_step_decay(batch))
+        assert images == pytest.approx(4096 / (1 - 0.9999), rel=2e-4)
+    assert ema_line(paper, 128, 1_281_167) == (
+        "EMA decay 0.9999 per step at global batch 4096 -> 0.99999687 per step at 128: "
+        "a horizon of 40,958,016 images (32 epochs)")  # 32 ImageNet epochs
+    # the small-data presets keep the per-step decay they were tuned with at their own batch
+    quick = get_recipe("quick")
+    assert quick.ema_step_decay(quick.batch_size) == 0.97
+    assert quick.ema_step_decay(128) == pytest.approx(0.97**2)
+    assert ema_line(quick, 64, 1437).endswith("a horizon of 2,133 images (1.48 epochs)")
+    ft = get_recipe("finetune-paper")
+    assert ft.ema_step_decay(ft.batch_size * ft.grad_accum) == 0.9996
+    assert ema_line(get_recipe("short"), 64, 1000) == "EMA off"
+    # ema_base_size 0: the decay is per step whatever the batch
+    per_step = override(paper, {"ema_base_size": 0})
+    assert per_step.ema_step_decay(128) == 0.9999
+    assert ema_line(per_step, 128, 1000).startswith("EMA decay 0.9999 per step at any global batch")
+    with pytest.raises(UserError, match="ema_base_size"):
+        override(paper, {"ema_base_size": -1})
+    # a run saved before the key existed decayed per step at any batch, and resumes so
+    saved = paper.to_dict()
+    del saved["ema_base_size"]
+    assert recipe_from_dict(saved).ema_base_size == 0
+
+
 def test_overrides_coerce_strings_and_reject_mistakes():
     r = override(get_recipe("quick"), {"epochs": "3", "scale": "0.5,1", "hflip": "true",
                                        "phi": "none", "lr": 1})

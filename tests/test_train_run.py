@@ -114,7 +114,7 @@ def test_finetune_from_a_run_with_a_new_head(quick_run, tmp_path):
     assert json.loads((run / "spec.json").read_text())["classes"] == ["a", "b", "c"]
 
 
-def test_epoch_hooks_can_change_size_and_regularization_between_epochs(tmp_path):
+def test_epoch_hooks_can_change_size_and_regularization_between_epochs(tmp_path, capsys):
     """The seam progressive learning needs: a hook changes image size, mixup and dropout."""
     from effnet.train.presets import get_recipe
     from effnet.train.recipe import override
@@ -137,3 +137,7 @@ def test_epoch_hooks_can_change_size_and_regularization_between_epochs(tmp_path)
     assert seen == [(0, (3, 32, 32), 0.1, False), (1, (3, 24, 24), 0.3, True)]
     assert summary["global_step"] == 8
     assert t.ema.module.head_drop.p == 0.3
+    # quick's EMA, 0.97 per step at batch 64, at batch 32: the same horizon in images
+    assert t.ema.decay == pytest.approx(0.97**0.5)
+    assert "EMA decay 0.97 per step at global batch 64 -> 0.98488578 per step at 32: a horizon " \
+        "of 2,117 images" in capsys.readouterr().out

@@ -21,14 +21,28 @@ class BlockKind:
     name: str
     display: str  # operator name as the paper tables print it
     short: str  # one letter for compact architecture codes (NAS reports)
+    # what a row's `expand` is a ratio of, as the kind's paper prints it: "mid/in" (MobileNetV2's
+    # expansion: the inner width is in * expand) or "out/mid" (ResNet's: the output is expand
+    # times the inner width). The table's `e` column says it; the block builds from `mid_width`.
+    expand_ratio: str
 
+    def __post_init__(self) -> None:
+        if self.expand_ratio not in EXPAND_RATIOS:
+            raise ValueError(f"expand_ratio must be one of {EXPAND_RATIOS}, got {self.expand_ratio!r}")
+
+    def mid_width(self, in_ch: int, out_ch: int, expand: float) -> int:
+        """The block's inner width for a row's `expand`."""
+        return int(round(in_ch * expand if self.expand_ratio == "mid/in" else out_ch / expand))
+
+
+EXPAND_RATIOS = ("mid/in", "out/mid")
 
 # adding a block kind: one row here, one registered class in nn/blocks.py, and key-map rows in
 # weights/sources.py only if some library publishes weights for it
 BLOCK_KINDS: dict[str, BlockKind] = {k.name: k for k in (
-    BlockKind("mbconv", "MBConv", "M"),
-    BlockKind("fused", "Fused-MBConv", "F"),
-    BlockKind("bottleneck", "Bottleneck", "B"),
+    BlockKind("mbconv", "MBConv", "M", expand_ratio="mid/in"),
+    BlockKind("fused", "Fused-MBConv", "F", expand_ratio="mid/in"),
+    BlockKind("bottleneck", "Bottleneck", "B", expand_ratio="out/mid"),
 )}
 ACTIVATIONS = ("silu", "relu6", "relu")
 
@@ -40,7 +54,7 @@ class Stage:
     block: str  # one of BLOCK_KINDS
     kernel: int
     stride: int
-    expand: float  # expansion ratio (MBConv/Fused); bottleneck: out = mid * expand
+    expand: float  # a ratio of widths: which, its kind's `expand_ratio` says (mid/in, out/mid)
     out: int  # output channels
     repeats: int
     se: float = 0.0  # squeeze-excite ratio of the *block input* width; 0 = no SE
@@ -116,8 +130,17 @@ class NetSpec:
 
     def table(self, size: int = 224) -> str:
         """The spec as the paper prints it: one row per stage with its input resolution for
-        `size` px images (the spec has no size of its own: that belongs to the weights)."""
-        rows = [("stage", "operator", "k", "s", "e", "in", "out", "layers", "SE", "input res")]
+        `size` px images (the spec has no size of its own: that belongs to the weights). The `e`
+        column's heading says what the expansion is a ratio of (a line under the table does when
+        the stages' block kinds mean different ratios)."""
+        ratios: dict[str, list[str]] = {}  # expand_ratio -> the operators that mean it
+        for st in self.stages:
+            kind = BLOCK_KINDS[st.block]
+            ops = ratios.setdefault(kind.expand_ratio, [])
+            if kind.display not in ops:
+                ops.append(kind.display)
+        e = f"e={next(iter(ratios))}" if len(ratios) == 1 else "e"
+        rows = [("stage", "operator", "k", "s", e, "in", "out", "layers", "SE", "input res")]
         rows.append(("0", f"Conv{self.stem.kernel}x{self.stem.kernel} stem", str(self.stem.kernel),
                      str(self.stem.stride), "-", "3", str(self.stem.out), "1", "-", f"{size}x{size}"))
         size = math.ceil(math.ceil(size / self.stem.stride) / self.stem.pool_stride)
@@ -132,7 +155,10 @@ class NetSpec:
         if self.head:
             rows.append((str(len(self.stages) + 1), "Conv1x1 + pool + FC", "1", "1", "-",
                          str(width), str(self.head), "1", "-", f"{size}x{size}"))
-        return text_table(rows[0], rows[1:])
+        out = text_table(rows[0], rows[1:])
+        if len(ratios) > 1:
+            out += "\ne: " + "; ".join(f"{r} for {', '.join(ops)}" for r, ops in ratios.items())
+        return out
 
 
 def _fmt(x: float) -> str:

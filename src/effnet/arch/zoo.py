@@ -120,7 +120,7 @@ MOBILENET_V2_STAGES = (  # MobileNetV2 Table 2: MBConv without SE, ReLU6 (torchv
     Stage("mbconv", 3, 2, 6, 160, 3),
     Stage("mbconv", 3, 1, 6, 320, 1),
 )
-RESNET50_STAGES = (  # ResNet-50 (v1.5: stride on the 3x3), out = 4 x bottleneck width
+RESNET50_STAGES = (  # ResNet-50 (v1.5: stride on the 3x3); e = out/mid, 4 x bottleneck width
     Stage("bottleneck", 3, 1, 4, 256,  3),
     Stage("bottleneck", 3, 2, 4, 512,  4),
     Stage("bottleneck", 3, 2, 4, 1024, 6),

@@ -45,11 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("preset", nargs="?", default=None,
                    help="v2-s, v2-m, v2-l (paper Table 6) or v2-s-code ... (released code)")
     add_plan_flags(p)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="list each stage's epochs in a run of N epochs, as training assigns them")
     p.set_defaults(run=cmd_schedule)
 
 
 def cmd_schedule(args) -> int:
     from ..train.progressive import table
 
-    print(table(plan_from_args(args.preset, args)))
+    print(table(plan_from_args(args.preset, args), args.epochs))
     return 0

@@ -77,7 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("regularisation")
     g.add_argument("--drop", type=finite_float, default=None, help="dropout before the classifier")
     g.add_argument("--drop-path", type=finite_float, default=None, help="stochastic depth rate")
-    g.add_argument("--model-ema-decay", type=finite_float, default=None, help="0 turns EMA off")
+    g.add_argument("--model-ema-decay", type=finite_float, default=None,
+                   help="EMA decay per step at the recipe's ema_base_size global batch (paper "
+                   "presets 4096; --set ema_base_size=0: per step at any batch); 0 turns EMA off")
     g.add_argument("--smoothing", type=finite_float, default=None, help="label smoothing")
     g.add_argument("--mixup", type=finite_float, default=None)
     g.add_argument("--cutmix", type=finite_float, default=None)

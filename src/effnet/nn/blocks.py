@@ -67,7 +67,7 @@ class MBConv(ResidualBlock):
                  se: float = 0.0, act: str = "silu", norm: NormConfig = NormConfig(),
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
-        mid = int(round(in_ch * expand))
+        mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
         self.has_skip = stride == 1 and in_ch == out_ch
         self.expand = ConvNormAct(in_ch, mid, 1, act=act, norm=norm) if expand != 1 else nn.Identity()
         self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act, norm=norm,
@@ -82,10 +82,12 @@ class MBConv(ResidualBlock):
 
 @block_kind("fused")
 class FusedMBConv(ResidualBlock):
-    """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise.
+    """Fused-MBConv (V2): a regular k x k conv replaces expand + depthwise: k x k conv -> [SE] ->
+    1x1 project (no act).
 
     With expansion 1 the single k x k conv maps straight to the output and keeps its activation;
-    there is no 1x1 projection then (SPEC C.1).
+    there is no 1x1 projection then (SPEC C.1), and an SE, if the row asks for one, gates the
+    block's input before that conv.
     """
 
     expansion_part = "project"
@@ -95,12 +97,20 @@ class FusedMBConv(ResidualBlock):
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
         self.has_skip = stride == 1 and in_ch == out_ch
+        # No published network and no NAS candidate (search/space.py) puts SE on a fused block,
+        # but a spec row may, and AML's FusedMBConvBlock defines what it means for either
+        # expansion: its SE sits between the conv whose width is in * expand and the conv that
+        # maps to `out`. With expansion 1 there is no first conv, so the SE gates the block input
+        # (in channels, squeezed to in * se) and the single k x k conv follows. Built so rather
+        # than refused: every row AML can build builds here, with AML's parameter count.
+        self.se_first = expand == 1
         if expand == 1:
+            self.se = squeeze_excite(in_ch, in_ch, se, act)
             self.conv = ConvNormAct(in_ch, out_ch, kernel, stride, act=act, norm=norm,
                                     tf_padding=tf_padding)
-            self.se, self.project = nn.Identity(), nn.Identity()
+            self.project = nn.Identity()
         else:
-            mid = int(round(in_ch * expand))
+            mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
             self.conv = ConvNormAct(in_ch, mid, kernel, stride, act=act, norm=norm,
                                     tf_padding=tf_padding)
             self.se = squeeze_excite(mid, in_ch, se, act)
@@ -108,22 +118,24 @@ class FusedMBConv(ResidualBlock):
         self.set_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.add_skip(self.project(self.se(self.conv(x))), x)
+        branch = self.conv(self.se(x)) if self.se_first else self.project(self.se(self.conv(x)))
+        return self.add_skip(branch, x)
 
 
 @block_kind("bottleneck")
 class Bottleneck(ResidualBlock):
     """ResNet v1.5 bottleneck: 1x1 reduce -> k x k (stride here) -> 1x1 expand, act after the add.
 
-    `out` is the block's output width and `expand` the ratio out/mid (4 in ResNet-50). A projection
-    shortcut (1x1 conv + BN, strided) is used whenever the shape changes.
+    `out` is the block's output width and `expand` the ratio out/mid (4 in ResNet-50, the kind's
+    `expand_ratio`). A projection shortcut (1x1 conv + BN, strided) is used whenever the shape
+    changes.
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: float,
                  se: float = 0.0, act: str = "relu", norm: NormConfig = NormConfig(),
                  tf_padding: bool = False, drop_path: float = 0.0):
         super().__init__()
-        mid = int(round(out_ch / expand))
+        mid = BLOCK_KINDS[self.kind].mid_width(in_ch, out_ch, expand)
         self.has_skip = True  # the shortcut always exists; it is projected when shapes differ
         self.reduce = ConvNormAct(in_ch, mid, 1, act=act, norm=norm)
         self.conv = ConvNormAct(mid, mid, kernel, stride, act=act, norm=norm, tf_padding=tf_padding)

@@ -38,7 +38,9 @@ PAPER_V1 = Recipe(
     # (1+t)/(10+t) warmup over weights and BN statistics, label smoothing 0.1, survival 0.8,
     # the variant's dropout, BN momentum 0.99 (TF) = 0.01 (PyTorch), eps 1e-3.
     # The paper trained at a global batch of 4096 on TPUs; here batch_size is per process and the
-    # LR follows the global batch (batch_size * processes * grad_accum) linearly.
+    # LR follows the global batch (batch_size * processes * grad_accum) linearly. The EMA's 0.9999
+    # is per step at 4096 (ema_base_size): at a smaller global batch each step decays less, so the
+    # average spans the paper's ~41 M images (1 / (1 - 0.9999) steps of 4096).
     name="paper-v1",
     bn_momentum=0.01,
     bn_eps=1e-3,
@@ -67,7 +69,8 @@ FINETUNE = Recipe(
     # - A short warmup (10 % of an epoch) keeps the random head's first gradients from wrecking
     #   the pretrained features.
     # - No EMA: at a few hundred steps an EMA of 0.9996 still averages in the early weights; only
-    #   the raw weights are evaluated, once per epoch.
+    #   the raw weights are evaluated, once per epoch. A decay given with --model-ema-decay is per
+    #   step at the preset's batch of 32 (ema_base_size), as timm's is per step.
     # - Random-resized crops of 25-100 % of the image and flips (timm crops down to 8 %, which
     #   destroys small images upsampled to the model's size); evaluation at the weights' own eval
     #   size and crop (the preprocessing travels with the weights).
@@ -90,6 +93,7 @@ FINETUNE = Recipe(
     warmup_epochs=0.1,
     batch_size=32,
     ema_decay=0.0,
+    ema_base_size=32,
     bn_momentum=None,  # fine-tuning keeps the BN conventions of the model the weights come from
     bn_eps=None,
     scale=(0.25, 1.0),
@@ -99,10 +103,11 @@ FINETUNE = Recipe(
 FINETUNE_PAPER = Recipe(
     # SPEC D.3 V2 transfer learning, for large target sets. The PAPER's values where it states
     # them (batch 512, lr 0.001 with cosine decay, 10,000 steps, no weight decay, cutout); the
-    # code's values where the paper is silent (EMA 0.9996, label smoothing 0.1, 1 warmup epoch,
-    # survival 0.8, train size = eval size). The code instead uses a constant LR and weight decay
-    # 1e-5. Global batch 512 = 64 per process x 8 accumulation steps on one device; lr 0.001 per
-    # 512 images, so it scales linearly when more processes raise the global batch.
+    # code's values where the paper is silent (EMA 0.9996 per step at its batch 512, label
+    # smoothing 0.1, 1 warmup epoch, survival 0.8, train size = eval size). The code instead uses
+    # a constant LR and weight decay 1e-5. Global batch 512 = 64 per process x 8 accumulation
+    # steps on one device; lr 0.001 per 512 images, so it scales linearly when more processes
+    # raise the global batch (and the EMA's per-step decay with it, ema_base_size).
     name="finetune-paper",
     model="efficientnetv2_s",
     opt="rmsproptf",
@@ -117,16 +122,18 @@ FINETUNE_PAPER = Recipe(
     weight_decay=0.0,
     wd_exclude="bn_bias",
     ema_decay=0.9996,
+    ema_base_size=512,
     scale=None,  # the `ft` pipeline resizes without cropping
     cutout=True,
 )
 
 QUICK = Recipe(
     # Small data on a CPU in a few minutes (the demo: built-in digits at 32 px, a phi=-4 B0 of
-    # 1.0 M parameters): AdamW with cosine decay after one warmup epoch, and a short EMA (0.97:
-    # a horizon of ~1.5 epochs at 22 steps per epoch). Digits are not mirror-symmetric, so no
-    # flip, and crops keep 80-100 % of the image. No label smoothing: tuned on digits, it cost
-    # ~2 points at this length. Reaches ~97 % val top-1 in 20 epochs (BENCHMARKS.md).
+    # 1.0 M parameters): AdamW with cosine decay after one warmup epoch, and a short EMA (0.97 per
+    # step at batch 64: a horizon of ~1.5 epochs at 22 steps per epoch, kept in images at another
+    # batch). Digits are not mirror-symmetric, so no flip, and crops keep 80-100 % of the image.
+    # No label smoothing: tuned on digits, it cost ~2 points at this length. Reaches ~97 % val
+    # top-1 in 20 epochs (BENCHMARKS.md).
     name="quick",
     model="efficientnet_b0",
     phi=-4.0,
@@ -146,6 +153,7 @@ QUICK = Recipe(
     bn_momentum=None,
     bn_eps=None,
     ema_decay=0.97,
+    ema_base_size=64,  # its batch: the same per-step decay as it was tuned with
     img_size=32,
     eval_size=32,
     hflip=False,

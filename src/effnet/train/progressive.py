@@ -47,7 +47,10 @@ class ProgressivePlan:
 
 @dataclass(frozen=True)
 class StageSetting:
-    """What stage `index` trains with, over the fraction [start, end) of all training steps."""
+    """What stage `index` trains with. Stages are whole epochs: the stage runs every epoch that
+    ends within the fraction (start, end] of the run's epochs (`stage_of_progress`, the rule the
+    trainer follows), so of E epochs it runs epochs floor(start * E) to floor(end * E) - 1,
+    0-based (`stage_epochs`), none when E < M leaves it no epoch end."""
 
     index: int
     start: float
@@ -88,21 +91,42 @@ def schedule(plan: ProgressivePlan) -> list[StageSetting]:
     return out
 
 
-def stage_at(stages: list[StageSetting], progress: float) -> StageSetting:
-    """The stage in force at a fraction of training (0 <= progress <= 1)."""
-    for st in stages:
-        if progress < st.end:
-            return st
-    return stages[-1]
+def stage_of_progress(stages: list[StageSetting], done: float) -> StageSetting:
+    """The stage of an epoch at whose end the fraction `done` of the run's epochs is done: the
+    first stage whose end is not before it. The one rule; the trainer asks it before each epoch
+    (with a resumed run's fraction, train/plan.py)."""
+    return next((st for st in stages if done <= st.end), stages[-1])
 
 
-def table(plan: ProgressivePlan) -> str:
-    rows = [("stage", "steps", "size", "RandAug M", "mixup a", "cutmix a", "dropout")]
-    for s in schedule(plan):
-        rows.append((str(s.index + 1), f"{s.start:.0%}-{s.end:.0%}", str(s.size), f"{s.randaug:.2f}",
+def stage_epochs(stages: list[StageSetting], epochs: int) -> list[range]:
+    """The epochs (0-based) each stage runs in a run of `epochs` epochs, by `stage_of_progress`."""
+    runs: list[list[int]] = [[] for _ in stages]
+    for e in range(epochs):
+        runs[stage_of_progress(stages, (e + 1) / epochs).index].append(e)
+    return [range(r[0], r[-1] + 1) if r else range(0) for r in runs]
+
+
+def _epoch_cell(epochs: range) -> str:
+    """1-based, as the run prints its epochs: "3-5", "4", or "-" for a stage with none."""
+    if not epochs:
+        return "-"
+    first, last = epochs[0] + 1, epochs[-1] + 1
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def table(plan: ProgressivePlan, epochs: int | None = None) -> str:
+    """The schedule; with `epochs`, each stage's epochs as a run of that length trains them,
+    otherwise each stage's share of the run's epochs."""
+    stages = schedule(plan)
+    spans = ([_epoch_cell(r) for r in stage_epochs(stages, epochs)] if epochs else
+             [f"{s.start:.0%}-{s.end:.0%}" for s in stages])
+    rows = [("stage", "epochs", "size", "RandAug M", "mixup a", "cutmix a", "dropout")]
+    for s, span in zip(stages, spans, strict=True):
+        rows.append((str(s.index + 1), span, str(s.size), f"{s.randaug:.2f}",
                      f"{s.mixup:.3f}", f"{s.cutmix:.3f}", f"{s.dropout:.3f}"))
     head = (f"{plan.name}: {plan.stages} stages, {plan.convention} convention, "
-            f"size rounding {plan.size_divisor or 'off'}")
+            f"size rounding {plan.size_divisor or 'off'}"
+            + (f", {epochs} epochs" if epochs else "; an epoch trains in the stage it ends in"))
     return head + "\n" + text_table(rows[0], rows[1:])
 
 

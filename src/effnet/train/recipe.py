@@ -68,8 +68,14 @@ class Recipe:
     drop_path: float | None = None
     bn_momentum: float | None = None  # PyTorch sense: 1 - TF momentum (SPEC G.1)
     bn_eps: float | None = None
+    # EMA of the weights and BN statistics (SPEC D.1). `ema_decay` is the decay per optimiser step
+    # at a global batch of `ema_base_size` images (the papers: 0.9999 at 4096). At another global
+    # batch B each step decays by ema_decay ** (B / ema_base_size), so the average spans as many
+    # images as at the base batch (as the LR follows the batch); ema_base_size 0: ema_decay is
+    # the decay per step at any batch.
     ema_decay: float = 0.9999  # 0 = no EMA
-    ema_warmup: bool = True  # TF: decay min(ema_decay, (1 + t) / (10 + t))
+    ema_base_size: int = 4096
+    ema_warmup: bool = True  # TF: decay min(step decay, (1 + t) / (10 + t))
     # data and augmentation
     img_size: int | None = None
     eval_size: int | None = None
@@ -107,6 +113,8 @@ class Recipe:
             problems.append(f"head_init_scale must be >= 0 (got {self.head_init_scale})")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"EMA decay must be in [0, 1) (got {self.ema_decay})")
+        if self.ema_base_size < 0:
+            problems.append(f"ema_base_size must be >= 0 (got {self.ema_base_size})")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
         for name in ("dropout", "drop_path"):
@@ -131,6 +139,13 @@ class Recipe:
     def peak_lr(self, global_batch: int) -> float:
         """The linear-scaling rule: `lr` per `lr_base_size` images (SPEC D.1)."""
         return self.lr * global_batch / self.lr_base_size if self.lr_base_size else self.lr
+
+    def ema_step_decay(self, global_batch: int) -> float:
+        """The EMA's decay per optimiser step at this global batch: `ema_decay` per step at
+        `ema_base_size` images, raised to global_batch / ema_base_size (0 when there is no EMA)."""
+        if not self.ema_decay or not self.ema_base_size:
+            return self.ema_decay
+        return self.ema_decay ** (global_batch / self.ema_base_size)
 
     # --- dict / yaml -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -202,5 +217,11 @@ def override(recipe: Recipe, changes: dict[str, Any], source: str = "overrides")
     return replace(recipe, **{k: _coerce(k, v) for k, v in changes.items()})
 
 
+# keys added after runs were saved -> the value a saved recipe without the key behaves as
+# (before ema_base_size, ema_decay was the decay per step at any batch)
+SAVED_BEFORE: dict[str, Any] = {"ema_base_size": 0}
+
+
 def recipe_from_dict(d: dict[str, Any], source: str = "recipe") -> Recipe:
-    return override(Recipe(), d, source)
+    """A run's saved recipe (its config.yaml), read as that run trained."""
+    return override(Recipe(), {**SAVED_BEFORE, **d}, source)

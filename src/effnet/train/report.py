@@ -57,8 +57,22 @@ def print_header(info: RunInfo, resuming: bool) -> None:
     print(f"  run dir {info.rundir}; device {info.device}{threads} x {info.processes} process(es); "
           f"global batch {info.global_batch}; peak lr {info.peak_lr:.4g}; {info.steps_per_epoch} "
           f"steps/epoch, {info.total_steps} steps; sizes train {info.sizes[0]} / eval {info.sizes[1]}")
+    print(f"  {ema_line(info.recipe, info.global_batch, info.images[0])}")
     print(f"recipe {info.recipe.name}:")
     print(info.recipe.describe(), flush=True)
+
+
+def ema_line(recipe: Recipe, global_batch: int, train_images: int) -> str:
+    """How far back the EMA reaches: its decay per step at this global batch and its horizon,
+    1 / (1 - decay) steps, in images and epochs (after the (1+t)/(10+t) warm-up, if on)."""
+    r, decay = recipe, recipe.ema_step_decay(global_batch)
+    if not decay:
+        return "EMA off"
+    stated = (f"{r.ema_decay:g} per step at global batch {r.ema_base_size}" if r.ema_base_size
+              else f"{r.ema_decay:g} per step at any global batch")
+    images = global_batch / (1 - decay)
+    return (f"EMA decay {stated} -> {decay:.8g} per step at {global_batch}: a horizon of "
+            f"{images:,.0f} images ({images / max(1, train_images):.3g} epochs)")
 
 
 class EpochProgress:

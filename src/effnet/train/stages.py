@@ -1,10 +1,11 @@
 """Runs a progressive-learning schedule (`effnet.train.progressive`) inside the trainer.
 
 Stages are whole epochs: stage i of M covers epochs [floor(i*E/M), floor((i+1)*E/M)), i.e. epoch e
-is in the first stage i with (e + 1) / E <= (i + 1) / M. Before each epoch the hook derives the
-stage from the fraction of the run's epochs done at the epoch's end (`Trainer.epoch_progress`),
-so a resumed run lands in the right stage, and one resumed with more epochs never goes back to an
-earlier stage: the stages left are spread over the epochs left (plan.py). On a stage change it
+is in the first stage i with (e + 1) / E <= (i + 1) / M (`progressive.stage_of_progress`, which
+`effnet schedule --epochs E` prints by too). Before each epoch the hook derives the stage from
+the fraction of the run's epochs done at the epoch's end (`Trainer.epoch_progress`), so a resumed
+run lands in the right stage, and one resumed with more epochs never goes back to an earlier
+stage: the stages left are spread over the epochs left (plan.py). On a stage change it
 rebuilds the train pipeline at the stage's image size, RandAugment magnitude and mixup/cutmix, and
 sets the model's (and EMA's) dropout. Weights, optimizer, LR schedule and EMA carry on over the
 global step. Each epoch's stage, and the dropout rate the model's dropout module actually holds,
@@ -18,15 +19,9 @@ import io
 from collections.abc import Callable
 
 from ..rundir import RunDir
-from .progressive import ProgressivePlan, StageSetting, schedule
+from .progressive import ProgressivePlan, StageSetting, schedule, stage_of_progress
 
 COLUMNS = ("epoch", "stage", "size", "randaug", "mixup", "cutmix", "dropout")
-
-
-def stage_of_progress(stages: list[StageSetting], done: float) -> StageSetting:
-    """The stage of an epoch at whose end fraction `done` of the run's epochs is done."""
-    m = len(stages)
-    return next((st for st in stages if done <= (st.index + 1) / m), stages[-1])
 
 
 def progressive_hook(plan: ProgressivePlan) -> Callable:

@@ -18,7 +18,7 @@ from . import checkpoint as ckpt
 from .distributed import World, all_sum, broadcast_object, gather_objects, raise_if_any
 from .ema import ModelEma
 from .plan import Progress
-from .recipe import Recipe
+from .recipe import SAVED_BEFORE, Recipe
 from .runtime import seed_all
 from .sampling import sample_seed
 
@@ -116,9 +116,10 @@ class EpochSums:
 
 
 def _load_checkpoint(path: Path, run: RunDir, recipe: Recipe) -> tuple[Path, TrainState]:
-    """(checkpoint directory, its state) when `recipe` may continue it (RunDir.check_recipe)."""
+    """(checkpoint directory, its state) when `recipe` may continue it (RunDir.check_recipe); a
+    recipe saved before a key existed has that key's old meaning (SAVED_BEFORE)."""
     state = TrainState.from_dict(ckpt.load_state(path), str(path / STATE_FILE))
-    run.check_recipe(state.recipe, recipe.to_dict())
+    run.check_recipe({**SAVED_BEFORE, **state.recipe}, recipe.to_dict())
     return path, state
 
 

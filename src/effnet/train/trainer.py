@@ -113,7 +113,8 @@ class Trainer:
             self.rundir = RunDir.new(name)
 
         ddp, self.train_model = training_module(model, w, o.compile)
-        self.ema = ModelEma(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
+        self.ema_decay = r.ema_step_decay(self.global_batch)  # per step at this global batch
+        self.ema = ModelEma(model, self.ema_decay, r.ema_warmup) if self.ema_decay > 0 else None
         self.peak_lr = r.peak_lr(self.global_batch)
         self.info = report.RunInfo(
             self.rundir, r, self.spec.name, sum(p.numel() for p in model.parameters()), self.classes,
