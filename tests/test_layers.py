@@ -120,3 +120,12 @@ def test_the_cycle_finder_finds_one():
 def test_every_module_has_a_layer():
     tops = {p.relative_to(ROOT).parts[0].removesuffix(".py") for p in ROOT.rglob("*.py")}
     assert not tops - set(RANK) - {"__init__"}, "add new modules to LAYERS (and docs/architecture.md)"
+
+
+def test_docs_architecture_lists_the_same_layers():
+    import re
+
+    text = (ROOT.parents[1] / "docs" / "architecture.md").read_text()
+    listed = [tuple(re.findall(r"`([\w_]+)`", line.split(":", 1)[1]))
+              for line in text.splitlines() if re.match(r"\d+\. \w+: `", line)]
+    assert listed == [tuple(names) for names in LAYERS]
