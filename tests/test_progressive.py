@@ -110,3 +110,19 @@ def test_schedule_table_lists_the_epochs_the_trainer_runs_each_stage_in(epochs, 
         hook(trainer)
         ran[e + 1] = (sizes.index(trainer.size) + 1, trainer.size)
     assert ran == printed
+
+
+def test_sizes_given_as_fractions_take_the_models_eval_size():
+    from effnet.train.progressive import plan_from_text, schedule, table
+
+    plan = plan_from_text("stages=3,size=0.5:0.875,randaug=0:0,dropout=0:0.2")
+    assert plan.relative and plan.size == (0.5, 0.875)
+    assert [s.size for s in schedule(plan.at_eval_size(224))] == [112, 152, 192]  # 196 -> 8s
+    assert [s.size for s in schedule(plan.at_eval_size(260))] == [128, 176, 224]
+    with pytest.raises(ValueError, match="needs the size"):
+        schedule(plan)
+    with pytest.raises(ValueError, match="fractions of the eval size"):
+        table(plan)
+    assert "112" in table(plan, eval_size=224)
+    with pytest.raises(ValueError, match="whole pixels or fractions"):
+        plan_from_text("stages=2,size=0.5:300")

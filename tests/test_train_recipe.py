@@ -138,3 +138,12 @@ def test_head_init_scale_scales_a_new_head_and_keeps_a_loaded_one(tmp_path):
     assert torch.count_nonzero(adapted.classifier.weight) == 0
     with pytest.raises(UserError, match="head_init_scale"):
         override(quick, {"head_init_scale": -1.0})
+
+
+def test_presets_for_photos_take_their_sizes_from_the_weights_or_the_model():
+    from effnet.train.presets import PRESETS
+
+    for name in ("short", "finetune", "finetune-paper", "paper-v1", "paper-v2"):
+        r = get_recipe(name)
+        assert r.img_size is None and r.eval_size is None, name
+    assert (PRESETS["quick"].img_size, PRESETS["quick"].eval_size) == (32, 32)  # the digits demo

@@ -12,7 +12,8 @@ from .argtypes import nonneg_int, positive_int
 def add_plan_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared with `effnet train --progressive`."""
     p.add_argument("--stages", type=positive_int, default=None, help="number of stages M")
-    p.add_argument("--size", default=None, help="image size START:END, e.g. 128:300")
+    p.add_argument("--size", default=None, help="image size START:END in pixels (128:300) or as "
+                   "fractions of the eval size (0.57:0.86)")
     p.add_argument("--randaug", default=None, help="RandAugment magnitude START:END")
     p.add_argument("--mixup", default=None, help="Mixup alpha START:END")
     p.add_argument("--cutmix", default=None, help="CutMix alpha START:END")
@@ -47,11 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_plan_flags(p)
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="list each stage's epochs in a run of N epochs, as training assigns them")
+    p.add_argument("--eval-size", type=positive_int, default=None,
+                   help="the model's eval size, for sizes given as fractions of it")
     p.set_defaults(run=cmd_schedule)
 
 
 def cmd_schedule(args) -> int:
     from ..train.progressive import table
 
-    print(table(plan_from_args(args.preset, args), args.epochs))
+    try:
+        print(table(plan_from_args(args.preset, args), args.epochs, args.eval_size))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return 0

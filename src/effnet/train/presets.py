@@ -176,6 +176,10 @@ SHORT = replace(
     ema_decay=0.0,
     hflip=True,
     head_init_scale=0.0,
+    # the images' size is the model's (or the weights'), not the digits demo's 32 px: `effnet
+    # train --data photos/ --recipe short` trained and evaluated photos at 32 px before
+    img_size=None,
+    eval_size=None,
 )
 
 PRESETS: dict[str, Recipe] = {r.name: r for r in (PAPER_V1, PAPER_V2, FINETUNE, FINETUNE_PAPER, QUICK,

@@ -28,7 +28,9 @@ class ProgressivePlan:
 
     name: str
     stages: int
-    size: tuple[int, int]
+    # image sizes in pixels, or both in (0, 1]: fractions of the eval size of the model trained
+    # (fine-tuning presets, which meet models of every size); `at_eval_size` turns them into pixels
+    size: tuple[float, float]
     randaug: tuple[float, float]
     mixup: tuple[float, float] = (0.0, 0.0)
     cutmix: tuple[float, float] = (0.0, 0.0)
@@ -41,8 +43,21 @@ class ProgressivePlan:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {self.convention!r}")
         if self.stages < 1:
             raise ValueError(f"stages must be >= 1, got {self.stages}")
-        if min(self.size) < 8:
-            raise ValueError(f"image sizes must be >= 8, got {self.size}")
+        if not (min(self.size) >= 8 or min(self.size) > 0 and max(self.size) <= 1):
+            raise ValueError(f"image sizes must be pixels >= 8 or both fractions of the eval size "
+                             f"in (0, 1], got {self.size}")
+
+    @property
+    def relative(self) -> bool:
+        return max(self.size) <= 1
+
+    def at_eval_size(self, eval_size: int) -> ProgressivePlan:
+        """The plan in pixels for a model evaluated at `eval_size` (fractions rounded to the size
+        divisor; a plan in pixels as it is)."""
+        if not self.relative:
+            return self
+        d = self.size_divisor or 1
+        return replace(self, size=tuple(max(8, round(f * eval_size / d) * d) for f in self.size))
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,8 @@ def _lerp(pair: tuple[float, float], t: float) -> float:
 
 
 def schedule(plan: ProgressivePlan) -> list[StageSetting]:
+    if plan.relative:
+        raise ValueError("a plan in fractions of the eval size needs the size: plan.at_eval_size(n)")
     m = plan.stages
     out = []
     for i in range(m):
@@ -114,10 +131,14 @@ def _epoch_cell(epochs: range) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
-def table(plan: ProgressivePlan, epochs: int | None = None) -> str:
+def table(plan: ProgressivePlan, epochs: int | None = None, eval_size: int | None = None) -> str:
     """The schedule; with `epochs`, each stage's epochs as a run of that length trains them,
-    otherwise each stage's share of the run's epochs."""
-    stages = schedule(plan)
+    otherwise each stage's share of the run's epochs. A plan in fractions of the eval size needs
+    `eval_size`."""
+    if plan.relative and eval_size is None:
+        raise ValueError(f"the sizes {plan.size[0]:g}:{plan.size[1]:g} are fractions of the eval "
+                         f"size: give the eval size")
+    stages = schedule(plan.at_eval_size(eval_size) if plan.relative else plan)
     spans = ([_epoch_cell(r) for r in stage_epochs(stages, epochs)] if epochs else
              [f"{s.start:.0%}-{s.end:.0%}" for s in stages])
     rows = [("stage", "epochs", "size", "RandAug M", "mixup a", "cutmix a", "dropout")]
@@ -188,8 +209,18 @@ def explicit_plan(stages: int, size: str, randaug: str = "5:15", mixup: str = "0
                   cutmix: str = "0:0", dropout: str = "0.1:0.3", convention: str = "paper",
                   size_divisor: int | None = 8) -> ProgressivePlan:
     """A plan from 'start:end' strings, as the CLI takes them (`--size 128:300`)."""
-    return ProgressivePlan("custom", stages, _pair(size, int), _pair(randaug), _pair(mixup), _pair(cutmix),
+    return ProgressivePlan("custom", stages, _sizes(size), _pair(randaug), _pair(mixup), _pair(cutmix),
                            _pair(dropout), convention=convention, size_divisor=size_divisor)
+
+
+def _sizes(text: str) -> tuple[float, float]:
+    """Image sizes START:END: whole pixels, or fractions of the eval size (both <= 1)."""
+    pair = _pair(text, float, "size")
+    if max(pair) <= 1:
+        return pair
+    if not all(v.is_integer() for v in pair):
+        raise ValueError(f"size: expected whole pixels or fractions <= 1, got {text!r}")
+    return int(pair[0]), int(pair[1])
 
 
 _PAIR_KEYS = ("size", "randaug", "mixup", "cutmix", "dropout")
@@ -213,7 +244,7 @@ def plan_from_text(text: str) -> ProgressivePlan:
         if not sep:
             raise ValueError(f"expected KEY=VALUE in the schedule, got {item!r}")
         if key in _PAIR_KEYS:
-            changes[key] = _pair(value, int if key == "size" else float, key)
+            changes[key] = _sizes(value) if key == "size" else _pair(value, float, key)
         elif key in ("stages", "size_divisor"):
             try:
                 n = int(value)

@@ -25,10 +25,13 @@ COLUMNS = ("epoch", "stage", "size", "randaug", "mixup", "cutmix", "dropout")
 
 
 def progressive_hook(plan: ProgressivePlan) -> Callable:
-    stages = schedule(plan)
-    current: dict[str, int | None] = {"stage": None}
+    current: dict = {"stage": None, "stages": None}
 
     def on_epoch_start(trainer) -> None:
+        if current["stages"] is None:  # sizes given as fractions take the run's eval size
+            current["stages"] = schedule(plan.at_eval_size(trainer.data_config.eval_size)
+                                         if plan.relative else plan)
+        stages = current["stages"]
         st = stage_of_progress(stages, trainer.epoch_progress(trainer.epoch + 1))
         if current["stage"] != st.index:
             trainer.set_data_stage(st.size, st.randaug or None, st.mixup, st.cutmix)
