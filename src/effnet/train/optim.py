@@ -107,11 +107,15 @@ def build_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.
     if recipe.opt == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=recipe.opt_decay, eps=recipe.opt_eps,
                                    momentum=recipe.momentum)
+    # torch's fused kernels: one pass per tensor instead of ~10 small ops each, which on a CPU cost
+    # a fine-tune of Lite0 ~12 % of its time (and 6x the step time of the fused AdamW when the
+    # cores are shared); torch picks the unfused for-loop on a CPU unless asked
     if recipe.opt == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(recipe.momentum, recipe.opt_beta2),
-                                 eps=recipe.opt_eps)
+                                 eps=recipe.opt_eps, fused=True)
     if recipe.opt == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+        return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0,
+                               fused=True)
     raise AssertionError(recipe.opt)
 
 
