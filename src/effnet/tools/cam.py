@@ -52,7 +52,8 @@ def cam_input(image: Image.Image, model: nn.Module, size: int | None = None) -> 
     # the whole image, squashed, not a crop: the heat map covers what the user sees
     pre = resolve_data_config(model, flags=DataOverrides(eval_size=size, crop_pct=1.0,
                                                          crop_mode="squash"))
-    return eval_transform(pre, pre.eval_size)(image).unsqueeze(0)
+    device = next(model.parameters()).device  # the model's, on a GPU too
+    return eval_transform(pre, pre.eval_size)(image).unsqueeze(0).to(device)
 
 
 def grad_cam(model: nn.Module, image: Image.Image, class_index: int | None = None,
