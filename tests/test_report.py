@@ -69,6 +69,8 @@ class Page(HTMLParser):
         self.images: list[str] = []
         self.cards: list[dict] = []
         self.fetching: list[str] = []
+        self.ids: set[str] = set()
+        self.anchors: list[str] = []  # href="#..." targets
         self._table = self._row = self._cell = None
         self._open: list[tuple[str, str | None, list[str]]] = []
         self.feed(text)
@@ -76,6 +78,9 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        self.ids |= {a["id"]} if "id" in a else set()
+        if str(a.get("href", "")).startswith("#"):
+            self.anchors.append(a["href"][1:])
         if tag in ("script", "link", "iframe") or (tag != "img" and any(
                 str(v).startswith(("http:", "https:")) for k, v in attrs if k in ("href", "src"))):
             self.fetching.append(tag)
@@ -169,6 +174,7 @@ def test_page_is_self_contained(trained):
     run, _ = trained
     page = _page(run)
     assert not page.fetching, page.fetching
+    assert page.anchors and set(page.anchors) <= page.ids  # every link of the contents goes somewhere
     # the run's three curves, the reliability diagram, and an image + Grad-CAM per mistake
     assert len(page.images) == 3 + 1 + 2 * len(page.cards) and page.cards
     for src in page.images:
@@ -194,9 +200,9 @@ def test_per_class_table_and_confusion_matrix_equal_sklearns(trained, independen
     prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=range(k), zero_division=np.nan)
     body = _body(page, "per-class")
     rows, foot = body[:-1], body[-1]
-    assert [r[0] for r in rows] == list(CLASSES)
+    assert [r[:2] for r in rows] == [[str(i), c] for i, c in enumerate(CLASSES)]
     for i, r in enumerate(rows):
-        _, _, n_val, n_pred, n_correct, *prf = r
+        _, _, _, n_val, n_pred, n_correct, *prf = r
         assert (int(n_val), int(n_pred), int(n_correct)) == (support[i], cm[:, i].sum(), cm[i, i])
         for cell, want in zip(prf, (prec[i], rec[i], f1[i]), strict=True):
             assert cell == "-" if math.isnan(want) else float(cell) == pytest.approx(want, abs=5e-5)
@@ -320,7 +326,7 @@ def test_a_run_whose_data_is_gone_still_gets_the_rest(trained, tmp_path, capsys)
     page = _page(moved)
     assert "data directory not found" in page.text["missing"]
     assert len(_body(page, "epochs")) == 2 and page.tables["recipe"] and len(page.images) == 3
-    assert "per-class" not in page.tables
+    assert "per-class" not in page.tables and set(page.anchors) <= page.ids
 
 
 def test_a_report_that_fails_leaves_the_trained_run(tmp_path, capsys, monkeypatch):

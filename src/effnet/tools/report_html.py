@@ -94,8 +94,9 @@ def _header(p: ReportData) -> str:
 
 
 def _nav(p: ReportData) -> str:
-    parts = [("summary", "Summary"), ("training", "Training"), ("data", "Data"),
-             ("classes", "Per class"), ("calibration", "Calibration"), ("mistakes", "Mistakes"),
+    evaluated = [("classes", "Per class"), ("calibration", "Calibration"),
+                 ("mistakes", "Mistakes")] if p.evaluation is not None else []
+    parts = [("summary", "Summary"), ("training", "Training"), ("data", "Data"), *evaluated,
              ("config", "Config")]
     return "<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in parts) + "</nav>"
 
@@ -197,19 +198,19 @@ def _data(p: ReportData) -> str:
 def _per_class(p: ReportData, e: Evaluation) -> str:
     s = e.per_class
     train = (p.data.train_counts if p.data and p.data.train_counts else None) or ["?"] * len(p.classes)
-    rows = [(c, t, int(s.support[i]), int(s.predicted[i]), int(s.correct[i]), _num(s.precision[i]),
+    rows = [(i, c, t, int(s.support[i]), int(s.predicted[i]), int(s.correct[i]), _num(s.precision[i]),
              _num(s.recall[i]), _num(s.f1[i]))
             for i, (c, t) in enumerate(zip(p.classes, train, strict=True))]
     macro = s.macro()
-    foot = ("macro average", "", int(s.support.sum()), int(s.predicted.sum()), int(s.correct.sum()),
+    foot = ("", "macro average", "", int(s.support.sum()), int(s.predicted.sum()), int(s.correct.sum()),
             *(_num(m) for m in macro))
     out = ['<h2 id="classes">Per class</h2>',
            '<p class="note">Precision = correct / predicted as the class, recall = correct / val '
            "images of the class, F1 their harmonic mean; a class nothing was predicted as has no "
            'precision ("-"), counted as 0 in the macro average, which runs over the classes that '
            "occur as a label or a prediction (scikit-learn's zero_division=0).</p>",
-           '<div class="scroll">' + _table(("class", "train images", "val images", "predicted as",
-                                            "correct", "precision", "recall", "F1"), rows,
+           '<div class="scroll">' + _table(("#", "class", "train images", "val images", "predicted as",
+                                            "correct", "precision", "recall", "F1"), rows, left=2,
                                            attrs='id="per-class"', foot=foot) + "</div>",
            "<h3>Confusion matrix</h3>"]
     k = len(p.classes)
