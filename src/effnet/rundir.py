@@ -11,6 +11,7 @@ the one earlier versions wrote, so their runs still resume and load:
     checkpoints/step-NNNNNNNN[-k]/  model.safetensors, ema.safetensors, state.pt
     {last,best}[_ema].safetensors   hard links to the newest / best checkpoint's weights
     model.onnx  model.pt2  model_int8.pt2   what export and quantize write for a run
+    report.html      the run report (`effnet report`; train writes it at the end)
 
 The model factory (models.py: a run directory is one of its sources), train/, tools/, search/ and
 cli/ all read runs, so this sits below them and imports none of them: it needs only the base
@@ -35,6 +36,7 @@ SPEC_FILE = "spec.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 STAGES_FILE = "progressive.csv"
+REPORT_FILE = "report.html"
 PLOTS = ("loss", "accuracy", "lr")  # <kind>.png
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tensorboard"
@@ -113,6 +115,7 @@ class RunDir:
     summary_file = property(lambda self: self.path / SUMMARY_FILE)
     metrics_file = property(lambda self: self.path / METRICS_FILE)
     stages_file = property(lambda self: self.path / STAGES_FILE)
+    report_file = property(lambda self: self.path / REPORT_FILE)
     tensorboard_dir = property(lambda self: self.path / TENSORBOARD_DIR)
     checkpoints_dir = property(lambda self: self.path / CKPT_DIR)
 
@@ -163,19 +166,25 @@ class RunDir:
         self.write(out / f"{index:03d}_{label}.png", partial(image.save, format="PNG"))
 
     # --- reads ---------------------------------------------------------------------------------
-    def saved_config(self) -> tuple[dict, dict]:
-        """(recipe, runtime options) the run was started with, for a resume; UserError when this
-        is not a run directory or its config.yaml is damaged."""
+    def saved_config(self, doing: str = "resume") -> tuple[dict, dict]:
+        """(recipe, runtime options) the run was started with, for a resume (or what `doing`
+        says: an error names it); UserError when this is not a run directory or its config.yaml
+        is damaged."""
+        config = self.config(doing)
+        return config["recipe"], config["runtime"]
+
+    def config(self, doing: str = "resume") -> dict:
+        """config.yaml whole: recipe, runtime options, the derived numbers and the command."""
         import yaml
 
         if not self.path.is_dir() or not self.config_file.is_file():
-            raise UserError(f"cannot resume: {self.path} is not an effnet run directory "
+            raise UserError(f"cannot {doing}: {self.path} is not an effnet run directory "
                             f"(no {CONFIG_FILE})")
         try:
             saved = yaml.safe_load(self.config_file.read_text())
-            return dict(saved["recipe"]), dict(saved["runtime"])
+            return {**saved, "recipe": dict(saved["recipe"]), "runtime": dict(saved["runtime"])}
         except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError):
-            raise UserError(f"cannot resume: {self.config_file} is damaged") from None
+            raise UserError(f"cannot {doing}: {self.config_file} is damaged") from None
 
     def model_config(self):
         """The trained network's config (spec.json), BN settings of its weights included."""
@@ -188,6 +197,16 @@ class RunDir:
         d = json.loads(self.spec_file.read_text())
         classes = d.get("classes") if isinstance(d, dict) else None
         return [str(c) for c in classes] if isinstance(classes, list) else None
+
+    def metrics(self) -> list[dict[str, str]]:
+        """metrics.csv's rows as written (strings, "" where a column has no value); [] without it."""
+        import csv
+
+        try:
+            with self.metrics_file.open(newline="") as f:
+                return list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError):
+            return []
 
     def summary(self) -> dict | None:
         """summary.json, or None: the run has not finished (or the file is damaged)."""

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("model_cmds", "classify images"),
     "train": ("train_cmds", "train a model (default: the quick recipe on built-in digits)"),
     "eval": ("train_cmds", "top-1/top-5 of weights on a dataset's val split"),
+    "report": ("report_cmds", "a run's report.html: curves, per-class scores, calibration, mistakes"),
     "schedule": ("schedule_cmds", "print a progressive-learning schedule (V2 Algorithm 1)"),
     "search": ("search_cmds", "searches: compound-scaling coefficients, training-aware NAS"),
     "experiment": ("search_cmds", "experiments: scaling one dimension vs compound"),

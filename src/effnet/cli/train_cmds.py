@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -195,8 +196,6 @@ def build_run(args):
 def _elastic_restart(args) -> dict:
     """Under `torchrun --max-restarts N`, a restarted worker runs the same command line again: it
     continues its --output from the last checkpoint (the trainer checks the recipe is the same)."""
-    import os
-
     from ..rundir import RunDir
 
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
@@ -212,7 +211,11 @@ def cmd_train(args) -> int:
     from ..train.trainer import train
 
     recipe, opts = build_run(args)
-    train(recipe, opts)
+    summary = train(recipe, opts)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report, by rank 0
+        from .report_cmds import report_after_training
+
+        report_after_training(summary["run_dir"])
     return 0
 
 

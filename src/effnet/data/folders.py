@@ -19,13 +19,16 @@ class ImageFiles(Dataset):
 
     A file that passed the load-time check but fails to decode (truncated pixel data, deleted
     since) is replaced by the next readable sample with a warning, so one bad file among a
-    million does not end a run; with strict=True it raises UserError instead."""
+    million does not end a run; with strict=True it raises UserError instead. `skipped` lists the
+    (path, reason) of the files the load-time check left out (the run report shows them)."""
 
-    def __init__(self, samples: list[tuple[str, int]], classes: list[str], strict: bool = False):
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str], strict: bool = False,
+                 skipped: list[tuple[str, str]] | None = None):
         self.samples = samples
         self.targets = [label for _, label in samples]
         self.classes = classes
         self.strict = strict
+        self.skipped = list(skipped or [])
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -129,4 +132,4 @@ def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = Fal
         for c in own:
             if not left[index[c]]:
                 raise UserError(f"every image in class folder {root / c} is unreadable")
-    return ImageFiles(samples, list(classes), strict=strict)
+    return ImageFiles(samples, list(classes), strict=strict, skipped=bad)

@@ -3,13 +3,15 @@ side-by-side comparisons of several models on one image (as V1 Fig. 7 compares s
 
 The target layer is the last feature map (the 1x1 head conv at the model's largest stride, from
 `feature_info`): the layer the classifier pools, so its gradient-weighted channels say where the
-class evidence is. Images are squashed to the model's eval size rather than center-cropped, so
-the heat map covers the whole picture.
+class evidence is; for a small input that leaves it under 4x4 cells (1x1 at 32 px), the last
+stage that is not (`target_layer`). Images are squashed to the model's eval size rather than
+center-cropped, so the heat map covers the whole picture.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..fileio import atomic_write_bytes
+
+MIN_CAM_SIDE = 4  # cells a side of the feature map Grad-CAM weighs, at the least
 
 
 @dataclass
@@ -35,11 +39,17 @@ class CamResult:
         return int(x), int(y)
 
 
-def target_layer(model: nn.Module) -> nn.Module:
-    """The head conv when the model has one, else the stage of the last `feature_info` entry."""
+def target_layer(model: nn.Module, size: int | None = None) -> nn.Module:
+    """The head conv when the model has one, else the stage of the last `feature_info` entry. At
+    an input `size` that leaves that map under MIN_CAM_SIDE cells a side (a 32 px model's is 1x1,
+    whose heat map is one flat value), the last stage whose map is at least that fine."""
     if not hasattr(model, "feature_info"):  # an exported / int8 program: no layers to hook
         raise UserError("Grad-CAM needs the trainable fp32 model (weights or a run directory), "
                         "not an exported .pt2")
+    info = model.feature_info
+    if size is not None and math.ceil(size / info[-1]["reduction"]) < MIN_CAM_SIDE:
+        fine = [f for f in info if math.ceil(size / f["reduction"]) >= MIN_CAM_SIDE] or info[:1]
+        return model.stages[fine[-1]["stage"]]
     if not isinstance(model.head, nn.Identity):
         return model.head
     return model.stages[model.feature_info[-1]["stage"]]
@@ -52,7 +62,8 @@ def cam_input(image: Image.Image, model: nn.Module, size: int | None = None) -> 
     # the whole image, squashed, not a crop: the heat map covers what the user sees
     pre = resolve_data_config(model, flags=DataOverrides(eval_size=size, crop_pct=1.0,
                                                          crop_mode="squash"))
-    return eval_transform(pre, pre.eval_size)(image).unsqueeze(0)
+    device = next(model.parameters()).device  # the model's, on a GPU too
+    return eval_transform(pre, pre.eval_size)(image).unsqueeze(0).to(device)
 
 
 def grad_cam(model: nn.Module, image: Image.Image, class_index: int | None = None,
@@ -68,7 +79,7 @@ def grad_cam(model: nn.Module, image: Image.Image, class_index: int | None = Non
     with torch.no_grad():
         probs = model(x).softmax(-1)[0]
     k = int(probs.argmax()) if class_index is None else class_index
-    with GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
+    with GradCAM(model=model, target_layers=[target_layer(model, x.shape[-1])]) as cam:
         small = cam(input_tensor=x, targets=[ClassifierOutputTarget(k)])[0]  # (size, size), [0, 1]
     heat = Image.fromarray(np.float32(small), mode="F").resize(image.size, Image.BILINEAR)
     return CamResult(np.clip(np.asarray(heat), 0.0, 1.0), k, float(probs[k]))

@@ -3,6 +3,8 @@ image counts exactly once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,8 +23,10 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, world: World) -
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, world: World, amp: str = "none",
-             channels_last: bool = False) -> dict[str, float]:
-    """{"loss", "top1", "top5" (percent), "images"} over all ranks' shards."""
+             channels_last: bool = False,
+             keep: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> dict[str, float]:
+    """{"loss", "top1", "top5" (percent), "images"} over all ranks' shards. `keep(logits, labels)`
+    sees each batch's float32 logits as they were scored (the run report's per-image numbers)."""
     was_training = model.training
     model.eval()
     dev = world.device
@@ -35,6 +39,8 @@ def evaluate(model: nn.Module, loader: DataLoader, world: World, amp: str = "non
         with autocast(dev, amp):
             logits = model(images)
         logits = logits.float()
+        if keep is not None:
+            keep(logits, labels)
         t1, t5 = topk_correct(logits, labels, (1, 5))
         totals += torch.tensor([F.cross_entropy(logits, labels, reduction="sum").item(), t1, t5,
                                 labels.numel()], dtype=torch.float64, device=dev)
