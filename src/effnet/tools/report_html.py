@@ -4,82 +4,17 @@ paths, config values) is escaped."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import math
 from html import escape
 
 import numpy as np
 
+from .html import CSS, img, key_values, num, table
 from .report_data import DataSummary, Evaluation, ReportData
 from .scores import ECE_BINS, top_confusions
 
 TABLE_CLASSES = 30  # up to this many classes the confusion matrix is a table, beyond a picture
 LISTED_SKIPS = 100  # skipped files listed by name (all are counted)
-
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;background:#fafafa}
-main{max-width:1180px;margin:0 auto;padding:0 20px 40px}
-header{background:#24344d;color:#fff;padding:18px 20px}header div{max-width:1180px;margin:0 auto}
-header h1{margin:0;font-size:22px}header p{margin:4px 0 0;color:#cfd8e6}
-nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:6px 20px;z-index:1}
-nav a{margin-right:16px;color:#24344d;text-decoration:none;font-size:14px}
-h2{margin:28px 0 8px;font-size:19px;border-bottom:2px solid #24344d;padding-bottom:3px}
-h3{font-size:15px;margin:16px 0 6px}
-.note{color:#555;font-size:13px}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:8px 12px;margin:12px 0}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:120px}
-.card b{display:block;font-size:22px}.card span{font-size:12px;color:#555}
-table{border-collapse:collapse;font-size:13px;background:#fff;margin:6px 0}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#eef1f5}
-td.l,th.l{text-align:left}tfoot td{font-weight:600}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:12px;align-items:start}
-.grid img,figure img{max-width:100%;height:auto}figure{margin:0}
-.scroll{overflow-x:auto}
-.cm td{min-width:26px;text-align:center}.cm th{font-weight:normal}
-.mistakes{display:grid;grid-template-columns:repeat(auto-fill,minmax(310px,1fr));gap:10px}
-.mistake{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;font-size:12px}
-.mistake img{width:144px;height:144px;object-fit:contain;background:#111}
-.mistake .names{word-break:break-all;color:#555}
-code{font-size:12px}details summary{cursor:pointer;color:#24344d}
-"""
-
-
-def _uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _img(png: bytes, alt: str, **attrs) -> str:
-    extra = "".join(f' {k}="{escape(str(v))}"' for k, v in attrs.items())
-    return f'<img src="{_uri(png)}" alt="{escape(alt)}"{extra}>'
-
-
-def _num(x: float, digits: int = 4) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _table(header, rows, left=1, attrs="", foot=None) -> str:
-    """An HTML table; the first `left` columns are left-aligned; cells are escaped."""
-    def cells(row, tag):
-        return "".join(f'<{tag}{" class=l" if i < left else ""}>{escape(str(c))}</{tag}>'
-                       for i, c in enumerate(row))
-    head = f"<thead><tr>{cells(header, 'th')}</tr></thead>"
-    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
-    tail = f"<tfoot><tr>{cells(foot, 'td')}</tr></tfoot>" if foot else ""
-    return f"<table {attrs}>{head}<tbody>{body}</tbody>{tail}</table>"
-
-
-def _kv(d: dict, attrs: str = "") -> str:
-    return _table(("key", "value"), [(k, _value(v)) for k, v in d.items()], left=2, attrs=attrs)
-
-
-def _value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, list | tuple):
-        return " ".join(map(str, v)) if all(not isinstance(x, dict | list) for x in v) else str(v)
-    return "-" if v is None else str(v)
-
 
 def _header(p: ReportData) -> str:
     e = p.evaluation
@@ -122,7 +57,7 @@ def _summary(p: ReportData) -> str:
     cards = [("top1", f"{e.top1:.2f} %", f"top-1 ({correct:,} / {e.images:,})"),
              ("top5", f"{e.top5:.2f} %", "top-5"), ("loss", f"{e.loss:.4f}", "val loss"),
              ("ece", f"{e.calib.ece:.4f}", f"ECE ({ECE_BINS} bins)"),
-             ("macro-f1", _num(macro[2]), "macro F1"), ("images", f"{e.images:,}", "val images")]
+             ("macro-f1", num(macro[2]), "macro F1"), ("images", f"{e.images:,}", "val images")]
     out.append('<div class="cards">' + "".join(
         f'<div class="card"><b id="{i}">{escape(v)}</b><span>{escape(s)}</span></div>'
         for i, v, s in cards) + "</div>")
@@ -145,7 +80,7 @@ def _training(p: ReportData) -> str:
     out = ['<h2 id="training">Training</h2>']
     if p.plots:
         out.append('<div class="grid">' + "".join(
-            f"<figure>{_img(png, f'{kind} curve')}</figure>" for kind, png in p.plots.items()) + "</div>")
+            f"<figure>{img(png, f'{kind} curve')}</figure>" for kind, png in p.plots.items()) + "</div>")
     else:
         out.append('<p class="note">No curves: a run draws them when it finishes.</p>')
     # the values as metrics.csv holds them (6 significant digits), so the two read the same
@@ -157,7 +92,7 @@ def _training(p: ReportData) -> str:
     if p.metrics:
         rows = [[r.get(k) or "" for _, k in cols] for r in p.metrics]
         out.append('<h3>Epochs (metrics.csv)</h3><div class="scroll">'
-                   + _table([c[0] for c in cols], rows, left=0, attrs='id="epochs"') + "</div>")
+                   + table([c[0] for c in cols], rows, left=0, attrs='id="epochs"') + "</div>")
     return "\n".join(out)
 
 
@@ -176,10 +111,10 @@ def _data(p: ReportData) -> str:
                f"{'; ' + escape(subsets) if subsets else ''}).</p>")
     train = d.train_counts or ["?"] * len(p.classes)
     rows = [(c, t, v) for c, t, v in zip(p.classes, train, d.val_counts, strict=True)]
-    table = _table(("class", "train images", "val images"), rows, attrs='id="data-counts"',
+    counts = table(("class", "train images", "val images"), rows, attrs='id="data-counts"',
                    foot=("all", d.train_images, sum(d.val_counts)))
-    out.append(table if len(rows) <= 40 else
-               f"<details><summary>images per class ({len(rows)} classes)</summary>{table}</details>")
+    out.append(counts if len(rows) <= 40 else
+               f"<details><summary>images per class ({len(rows)} classes)</summary>{counts}</details>")
     if d.train_counts is None:
         out.append('<p class="note">This dataset does not list its labels; counting the train '
                    "images per class would read every one.</p>")
@@ -187,7 +122,7 @@ def _data(p: ReportData) -> str:
     out.append(f'<h3>Skipped as unreadable: <span id="skipped-count">{n}</span> file(s)</h3>')
     if n:
         shown = d.skipped[:LISTED_SKIPS]
-        out.append(_table(("file", "why"), shown, left=2, attrs='id="skipped"'))
+        out.append(table(("file", "why"), shown, left=2, attrs='id="skipped"'))
         if n > len(shown):
             out.append(f'<p class="note">and {n - len(shown)} more.</p>')
     else:
@@ -198,18 +133,18 @@ def _data(p: ReportData) -> str:
 def _per_class(p: ReportData, e: Evaluation) -> str:
     s = e.per_class
     train = (p.data.train_counts if p.data and p.data.train_counts else None) or ["?"] * len(p.classes)
-    rows = [(i, c, t, int(s.support[i]), int(s.predicted[i]), int(s.correct[i]), _num(s.precision[i]),
-             _num(s.recall[i]), _num(s.f1[i]))
+    rows = [(i, c, t, int(s.support[i]), int(s.predicted[i]), int(s.correct[i]), num(s.precision[i]),
+             num(s.recall[i]), num(s.f1[i]))
             for i, (c, t) in enumerate(zip(p.classes, train, strict=True))]
     macro = s.macro()
     foot = ("", "macro average", "", int(s.support.sum()), int(s.predicted.sum()), int(s.correct.sum()),
-            *(_num(m) for m in macro))
+            *(num(m) for m in macro))
     out = ['<h2 id="classes">Per class</h2>',
            '<p class="note">Precision = correct / predicted as the class, recall = correct / val '
            "images of the class, F1 their harmonic mean; a class nothing was predicted as has no "
            'precision ("-"), counted as 0 in the macro average, which runs over the classes that '
            "occur as a label or a prediction (scikit-learn's zero_division=0).</p>",
-           '<div class="scroll">' + _table(("#", "class", "train images", "val images", "predicted as",
+           '<div class="scroll">' + table(("#", "class", "train images", "val images", "predicted as",
                                             "correct", "precision", "recall", "F1"), rows, left=2,
                                            attrs='id="per-class"', foot=foot) + "</div>",
            "<h3>Confusion matrix</h3>"]
@@ -220,10 +155,10 @@ def _per_class(p: ReportData, e: Evaluation) -> str:
     else:
         from .report_figures import confusion_png
 
-        out.append(f"<figure>{_img(confusion_png(e.cm), 'confusion matrix')}</figure>")
+        out.append(f"<figure>{img(confusion_png(e.cm), 'confusion matrix')}</figure>")
     worst = top_confusions(e.cm)
     if worst:
-        out.append("<h3>Most frequent confusions</h3>" + _table(
+        out.append("<h3>Most frequent confusions</h3>" + table(
             ("true", "predicted as", "images"), [(p.classes[t], p.classes[q], n) for t, q, n in worst],
             left=2, attrs='id="confusions"'))
     return "\n".join(out)
@@ -250,7 +185,7 @@ def _calibration(e: Evaluation) -> str:
     from .report_figures import reliability_png
 
     c = e.calib
-    rows = [(f"({lo:.3f}, {hi:.3f}]", int(n), _num(a), _num(m), _num(abs(a - m)))
+    rows = [(f"({lo:.3f}, {hi:.3f}]", int(n), num(a), num(m), num(abs(a - m)))
             for lo, hi, n, a, m in zip(c.edges[:-1], c.edges[1:], c.count, c.accuracy, c.confidence,
                                        strict=True)]
     return "\n".join([
@@ -260,8 +195,8 @@ def _calibration(e: Evaluation) -> str:
         "bins (m/15, (m+1)/15], then the mean over images of |accuracy - mean confidence| of their "
         "bin (Guo et al. 2017, eq. 3).</p>",
         '<div class="grid">'
-        f"<figure>{_img(reliability_png(c), 'reliability diagram')}</figure>"
-        + _table(("confidence bin", "images", "accuracy", "mean confidence", "gap"), rows, left=1,
+        f"<figure>{img(reliability_png(c), 'reliability diagram')}</figure>"
+        + table(("confidence bin", "images", "accuracy", "mean confidence", "gap"), rows, left=1,
                  attrs='id="calibration-bins"') + "</div>"])
 
 
@@ -276,9 +211,9 @@ def _mistakes(p: ReportData, e: Evaluation) -> str:
         out.append(f'<p class="warn">{escape(e.cam_note)}</p>')
     cards = []
     for m in e.mistakes:
-        pics = _img(m.image_png, f"val image {m.index}")
+        pics = img(m.image_png, f"val image {m.index}")
         if m.cam_png is not None:
-            pics += " " + _img(m.cam_png, f"Grad-CAM of {p.classes[m.pred]}")
+            pics += " " + img(m.cam_png, f"Grad-CAM of {p.classes[m.pred]}")
         name = f'<div class="names" title="{escape(m.source)}">{escape(m.source.rsplit("/", 1)[-1])}</div>' \
             if m.source else ""
         cards.append(
@@ -303,10 +238,10 @@ def _config(p: ReportData) -> str:
         '<h2 id="config">Config</h2>',
         f"<p>Command: <code>{escape(command)}</code></p>" if command else "",
         '<div class="grid">',
-        f"<div><h3>Model and preprocessing</h3>{_kv(model)}<h3>Derived</h3>{_kv(derived)}</div>",
+        f"<div><h3>Model and preprocessing</h3>{key_values(model)}<h3>Derived</h3>{key_values(derived)}</div>",
         f"<div><h3>Recipe ({escape(str(c['recipe'].get('name', '')))})</h3>"
-        + _kv(c["recipe"], 'id="recipe"') + "</div>",
-        f"<div><h3>Runtime options</h3>{_kv(c['runtime'])}</div>",
+        + key_values(c["recipe"], 'id="recipe"') + "</div>",
+        f"<div><h3>Runtime options</h3>{key_values(c['runtime'])}</div>",
         "</div>"])
 
 
