@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: the CIFAR-10 JPEG subset and BENCHMARKS.md sections."""
+"""Helpers shared by the benchmark scripts: the shared data sets and BENCHMARKS.md sections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CLOTHING_ARCHIVE = ROOT.parent / "shared" / "data" / "clothing-small.tar.gz"
+
+
+def extract_archive(archive: Path, cache: Path) -> Path:
+    """The whole archive extracted once under `cache`, published by an atomic rename."""
+    dest = cache / archive.name.removesuffix(".tar.gz")
+    if (dest / "DONE").is_file():
+        return dest
+    tmp = cache / f".{dest.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(tmp, filter="data")
+    (tmp / "DONE").write_text("ok\n")
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another run published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def extract_subset(archive: Path, cache: Path, train_per_class: int, val_per_class: int) -> Path:
@@ -42,6 +61,17 @@ def extract_subset(archive: Path, cache: Path, train_per_class: int, val_per_cla
     except OSError:  # another run published it first
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def split_view(root: Path, cache: Path, name: str, val: str = "test") -> Path:
+    """DIR/train and DIR/val (links to `root`/train and `root`/`val`), as effnet reads a folder."""
+    view = cache / name
+    if not (view / "val").is_dir():
+        view.mkdir(parents=True, exist_ok=True)
+        for link, split in (("train", "train"), ("val", val)):
+            if not (view / link).is_symlink():
+                (view / link).symlink_to(root / split, target_is_directory=True)
+    return view
 
 
 def machine() -> str:

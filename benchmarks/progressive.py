@@ -1,12 +1,14 @@
-"""Progressive learning with adaptive regularization vs fixed-size training (V2 Table 13 / Fig. 6).
+"""Progressive learning with adaptive regularization vs fixed-size training (V2 Table 13 / Fig. 6),
+from scratch on the full CIFAR-10 (50,000 train / 10,000 test images).
 
 Three arms on the same model, epochs and data, `--seeds` times, seed-major (for seed: for arm:) so
 load drift on a shared machine hits every arm alike:
   (a) fixed: every epoch at the final size with the final regularization,
   (b) progressive + adaptive regularization: size, RandAugment and dropout grow together,
   (c) progressive + fixed regularization: size grows, regularization stays at its final value.
-Data: a CIFAR-10 subset from ../shared/data/cifar10-jpeg.tar.gz, upsampled so that size matters.
-Eval always runs at the final size. `--workers` processes of one thread each take the runs in order.
+Data: ../shared/data/cifar10-jpeg.tar.gz, all of it by default (`--train-per-class N` for a
+subset); the test split is the validation split. Eval always runs at the final size.
+`--workers` processes of one thread each take the runs in order.
 
     .venv/bin/python benchmarks/progressive.py      # writes BENCHMARKS.md section `progressive`
 """
@@ -24,7 +26,18 @@ import sys
 import time
 from pathlib import Path
 
-from _bench import CIFAR_ARCHIVE, ROOT, extract_subset, mean_std, stamp, train_runs, verdict, write_section
+from _bench import (
+    CIFAR_ARCHIVE,
+    ROOT,
+    extract_archive,
+    extract_subset,
+    mean_std,
+    split_view,
+    stamp,
+    train_runs,
+    verdict,
+    write_section,
+)
 
 from effnet.train import RunOptions
 from effnet.train.presets import get_recipe
@@ -46,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", default="0:0.2", help="dropout START:END")
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=80)
+    p.add_argument("--train-per-class", type=int, default=0, help="0: all 5,000 per class")
+    p.add_argument("--val-per-class", type=int, default=0, help="0: all 1,000 test images per class")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="training processes (one thread each)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "effnet")
@@ -58,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{CIFAR_ARCHIVE} is absent: this benchmark needs the shared CIFAR-10 archive")
     header = stamp(shlex.join(["python", "benchmarks/progressive.py", *argv]))
     started = time.time()
-    data = str(extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class, args.val_per_class))
+    if args.train_per_class or args.val_per_class:
+        data = str(extract_subset(CIFAR_ARCHIVE, args.cache, args.train_per_class or 5000,
+                                  args.val_per_class or 1000))
+    else:
+        data = str(split_view(extract_archive(CIFAR_ARCHIVE, args.cache), args.cache, "cifar10-train-test"))
 
     ra_end, drop_end = args.randaug.split(":")[1], args.dropout.split(":")[1]
     # the `short` recipe: learns fast in a few epochs (zero head, short warm-up, no EMA / drop path)
@@ -127,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Model: {args.model} shrunk by phi={args.phi:g} (Fused-MBConv early stages, as in V2), trained with the "
         f"`short` recipe (zero head, 0.3-epoch warm-up, no stochastic depth or EMA) at lr {args.lr:g}, "
         f"batch {args.batch_size}, {args.epochs} epochs, random-resized crops (35-100 % area) + "
-        f"flip. Data: CIFAR-10 (JPEG copy), {args.train_per_class} train / {args.val_per_class} val "
-        f"images per class (val from the official test split), 32 px images upsampled. Final train size "
+        f"flip. Data: CIFAR-10 (JPEG copy), {args.train_per_class or 5000} train / "
+        f"{args.val_per_class or 1000} val images per class (val: the official test split), 32 px "
+        f"images{' upsampled' if args.size > 32 else ''}. Final train size "
         f"= eval size = {args.size} px; progressive arms use {args.stages} stages of sizes "
         f"{', '.join(map(str, plan_sizes))} px, RandAugment {args.randaug}, dropout {args.dropout}. "
         f"Seeds 0-{args.seeds - 1} interleaved (seed-major), {args.workers} process(es) of 1 thread "
