@@ -129,6 +129,8 @@ def ws(tmp_path_factory) -> Path:
         (d / "data" / c).mkdir()
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data" / c / f"{i}.png")
+    (d / "no_images" / "sub").mkdir(parents=True)  # a folder (and sub-folder) without images
+    (d / "no_images" / "notes.txt").write_text("not an image\n")
     (d / "one_class" / "cat").mkdir(parents=True)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "one_class" / "cat" / f"{i}.png")
@@ -184,7 +186,7 @@ WITH_TORCH = [
     (["predict", "{ws}/text.png", *B0], ["cannot read image", "text.png"]),
     (["predict", "{ws}/bomb.png", *B0], ["cannot read image", "bomb.png", "pixels"]),
     (["predict", "{ws}/bomb_warn.png", *B0], ["cannot read image", "bomb_warn.png", "pixels"]),
-    (["predict", "{ws}/data", *B0], ["no such image", "data"]),
+    (["predict", "{ws}/no_images", *B0], ["no images in", "no_images"]),
     (["predict", "{ws}/missing.png", *B0], ["no such image", "missing.png"]),
     # predict: weights
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], ["refusing to load", "evil.pth"]),
