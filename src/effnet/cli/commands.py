@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("search_cmds", "experiments: scaling one dimension vs compound"),
     "export": ("deploy_cmds", "export to ONNX or a torch.export program (.pt2)"),
     "quantize": ("deploy_cmds", "int8 post-training quantization (PT2E, x86) -> .pt2"),
+    "deploy": ("deploy_cmds", "a run's model.onnx (--int8: int8 .pt2 and .onnx too), each scored and timed"),
     "cam": ("deploy_cmds", "Grad-CAM heat maps as PNGs; --compare: several models side by side"),
 }
 
