@@ -276,6 +276,19 @@ def test_predict_reads_each_file_deploy_writes(deployed, capsys):
     assert answers["model.onnx"][1] == pytest.approx(answers[run.name][1], abs=1e-4)
 
 
+def test_predict_csv_that_fails_half_way_keeps_the_previous_file(trained, tmp_path, capsys):
+    run, data = trained
+    out = tmp_path / "answers.csv"
+    out.write_text("the previous answers\n")
+    bad = tmp_path / "bad.jpg"  # named on the command line, after a folder: an error once rows were written
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert main(["predict", str(data / "red"), str(bad), "--weights", str(run), "--csv", str(out),
+                 "-b", "4", "--no-progress"]) == 2
+    assert "cannot read image" in _one_error_line(capsys)
+    assert out.read_text() == "the previous answers\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "bad.jpg"]  # no temporary left
+
+
 def test_predict_of_a_folder_without_images_is_one_line(trained, tmp_path, capsys):
     run, _ = trained
     (tmp_path / "empty" / "sub").mkdir(parents=True)
