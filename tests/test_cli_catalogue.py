@@ -129,6 +129,21 @@ def ws(tmp_path_factory) -> Path:
         (d / "data" / c).mkdir()
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data" / c / f"{i}.png")
+    (d / "data_odd" / "c").mkdir(parents=True)  # a class folder lite0_run's model does not know
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "data_odd" / "c" / "0.png")
+    (d / "no_images" / "sub").mkdir(parents=True)  # a folder (and sub-folder) without images
+    (d / "no_images" / "notes.txt").write_text("not an image\n")
+    for c in ("a", "b"):  # class folders, all empty
+        (d / "empty_classes" / c).mkdir(parents=True)
+    (d / "corrupt.onnx").write_bytes(b"not an onnx model at all " * 12)
+    for name, runtime, weights in (("no_weights_run", {}, False),  # stopped before its first epoch
+                                   ("gone_data_run", {"data": str(d / "gone")}, True)):
+        (d / name).mkdir()
+        (d / name / "config.yaml").write_text(yaml.safe_dump(
+            {"recipe": get_recipe("quick").to_dict(), "runtime": runtime}))
+        (d / name / "spec.json").write_bytes((d / "lite0_run" / "spec.json").read_bytes())
+        if weights:
+            os.link(d / "lite0.safetensors", d / name / "best.safetensors")
     (d / "one_class" / "cat").mkdir(parents=True)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "one_class" / "cat" / f"{i}.png")
@@ -184,7 +199,7 @@ WITH_TORCH = [
     (["predict", "{ws}/text.png", *B0], ["cannot read image", "text.png"]),
     (["predict", "{ws}/bomb.png", *B0], ["cannot read image", "bomb.png", "pixels"]),
     (["predict", "{ws}/bomb_warn.png", *B0], ["cannot read image", "bomb_warn.png", "pixels"]),
-    (["predict", "{ws}/data", *B0], ["no such image", "data"]),
+    (["predict", "{ws}/no_images", *B0], ["no images in", "no_images"]),
     (["predict", "{ws}/missing.png", *B0], ["no such image", "missing.png"]),
     # predict: weights
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/evil.pth"], ["refusing to load", "evil.pth"]),
@@ -206,6 +221,7 @@ WITH_TORCH = [
      ["--model efficientnet_b0 is not the network of {ws}/lite0.safetensors", "efficientnet_lite0"]),
     (["predict", "{ws}/ok.png", *B0, "--weights", "{ws}/tf_b0.safetensors"],
      ["--model efficientnet_b0 is not the network", "tf_efficientnet_b0"]),
+    (["predict", "{ws}/ok.png", "--weights", "{ws}/corrupt.onnx"], ["cannot load", "corrupt.onnx"]),
     # train
     (["train", "--resume", "{ws}/lightning_logs/version_0"], ["cannot resume", "version_0"]),
     (["train", "--resume", "{ws}/timm_run"], ["cannot resume", "timm_run"]),
@@ -242,6 +258,17 @@ WITH_TORCH = [
       "--val-split", "0.5"], ["do not fit"]),
     (["eval", "--data", "{ws}/one_class", "--val-split", "0.5", *B0, "--weights",
       "{ws}/wrong_shape.safetensors"], ["{ws}/one_class", "single class", "'cat'"]),
+    (["eval", "--weights", "{ws}/corrupt.onnx", "--data", "{ws}/data"], ["cannot load", "corrupt.onnx"]),
+    (["eval", "--weights", "{ws}/lite0_run", "--data", "{ws}/data_odd"],
+     ["{ws}/data_odd has class folder(s) that {ws}/lite0_run/best.safetensors does not know: c"]),
+    (["eval", "--weights", "{ws}/lite0_run", "--data", "{ws}/empty_classes"],
+     ["no images found under", "empty_classes"]),
+    # deploy
+    (["deploy", "{ws}/no_weights_run"], ["cannot deploy", "no_weights_run has no weights yet"]),
+    (["deploy", "{ws}/gone_data_run", "--int8"],
+     ["cannot deploy --int8: no calibration images", "data directory not found: {ws}/gone"]),
+    (["deploy", "{ws}/lite0_run"], ["cannot deploy", "lite0_run is not an effnet run directory"]),
+    (["deploy", "{ws}/a_file.txt"], ["cannot deploy", "a_file.txt is not an effnet run directory"]),
     # schedule
     (["schedule", "--size", "300:x"], ["size", "300:x"]),
     (["schedule", "v2-s", "--size", "-1:10"], ["size"]),
@@ -484,4 +511,5 @@ def test_predict_without_weights_says_the_answers_are_random(ws, tmp_path):
 def test_catalogue_is_large():
     assert len(NO_TORCH) + len(WITH_TORCH) >= 40
     assert {a[0][0] for a in NO_TORCH + WITH_TORCH if a[0]} >= {
-        "models", "scale", "profile", "predict", "train", "eval", "schedule", "search", "experiment"}
+        "models", "scale", "profile", "predict", "train", "eval", "schedule", "search", "experiment",
+        "deploy"}

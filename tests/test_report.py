@@ -41,10 +41,9 @@ def _colour_tree(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A run trained a few steps on the colour folder by `effnet train`, which writes the report."""
-    root = tmp_path_factory.mktemp("report")
+def train_colours(root: Path) -> tuple[Path, Path]:
+    """(run, data): a run trained a few steps on the colour folder by `effnet train`, which writes
+    the report (tests/test_deploy.py trains its own the same way)."""
     data = _colour_tree(root / "colours")
     run = root / "run"
     torch.set_num_threads(1)
@@ -53,6 +52,11 @@ def trained(tmp_path_factory):
                "--warmup-epochs", "0", "--output", str(run), "--no-progress", "--no-tensorboard"])
     assert rc == 0
     return run, data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_colours(tmp_path_factory.mktemp("report"))
 
 
 VOID = {"img", "meta", "br", "hr", "link", "input"}  # tags without an end tag

@@ -16,6 +16,8 @@ from .weights import read_metadata, saved_config
 
 __all__ = ["load_exported", "load_for_inference", "open_image", "preprocess_image"]
 
+EXPORT_SUFFIXES = (".pt2", ".onnx")  # files eval and predict run as exported (load_exported)
+
 
 def load_for_inference(model_name: str | None, weights: Path | None, num_classes: int | None = None,
                        pretrained: str | None = None, *, fallback_classes: int | None = None,
@@ -36,7 +38,7 @@ def load_for_inference(model_name: str | None, weights: Path | None, num_classes
     if pretrained is not None:  # with weights too, the factory refuses the pair
         return make_model(model_name or pretrained, num_classes=num_classes, weights=weights,
                           pretrained=pretrained).eval(), None
-    if weights is not None and weights.suffix == ".pt2":
+    if weights is not None and weights.suffix in EXPORT_SUFFIXES:
         return load_exported(weights)
     if weights is not None and not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
@@ -67,13 +69,17 @@ def _saved_config(weights: Path | None) -> tuple[ModelConfig | None, list[str] |
 
 
 def load_exported(path: Path):
-    """The model in a .pt2 from `effnet export --format exported-program` or `effnet quantize`
-    (int8), and its class names. Only files effnet wrote are read, and none that would unpickle
-    (tools/export.py says what is checked)."""
-    from .tools.export import load_program
-
+    """The model in a file that `effnet export`, `quantize` or `deploy` wrote, and its class names:
+    a .pt2 (plain or int8; only files effnet wrote are read, and none that would unpickle:
+    tools/export.py says what is checked) or a .onnx (fp32 or int8, run by onnxruntime)."""
     if not path.is_file():
         raise UserError(f"no such weights file: {path}")
+    if path.suffix == ".onnx":
+        from .tools.onnx_runtime import load_onnx
+
+        return load_onnx(path)
+    from .tools.export import load_program
+
     return load_program(path)
 
 

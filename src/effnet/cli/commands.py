@@ -12,13 +12,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("model_cmds", "params, GMACs, peak activation memory, step times"),
     "predict": ("model_cmds", "classify images"),
     "train": ("train_cmds", "train a model (default: the quick recipe on built-in digits)"),
-    "eval": ("train_cmds", "top-1/top-5 of weights on a dataset's val split"),
+    "eval": ("train_cmds", "top-1/top-5 of weights (or an export) on a val split or a class folder"),
     "report": ("report_cmds", "a run's report.html: curves, per-class scores, calibration, mistakes"),
     "schedule": ("schedule_cmds", "print a progressive-learning schedule (V2 Algorithm 1)"),
     "search": ("search_cmds", "searches: compound-scaling coefficients, training-aware NAS"),
     "experiment": ("search_cmds", "experiments: scaling one dimension vs compound"),
     "export": ("deploy_cmds", "export to ONNX or a torch.export program (.pt2)"),
     "quantize": ("deploy_cmds", "int8 post-training quantization (PT2E, x86) -> .pt2"),
+    "deploy": ("deploy_cmds", "a run's model.onnx (--int8: int8 .pt2 and .onnx too), each scored and timed"),
     "cam": ("deploy_cmds", "Grad-CAM heat maps as PNGs; --compare: several models side by side"),
 }
 

@@ -1,4 +1,5 @@
-"""Commands for after training: `export` (ONNX / torch.export), `quantize` (int8), `cam` (Grad-CAM)."""
+"""Commands for after training: `export` (ONNX / torch.export), `quantize` (int8), `deploy` (a run's
+ONNX and int8 files, each scored and timed), `cam` (Grad-CAM)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..rundir import RunDir
 from . import commands
+from .argtypes import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +43,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None,
                    help="file to write (default: RUN/model_int8.pt2 or MODEL_int8.pt2 here)")
     p.set_defaults(run=cmd_quantize)
+
+    p = commands.add(sub, "deploy", description="From a run's best weights write model.onnx (and "
+                     "with --int8 two int8 files: torchao PT2E .pt2, ONNX Runtime static QDQ .onnx), "
+                     "then score each on the run's val split and time it on this CPU: deploy.json, "
+                     "deploy.md.")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory of `effnet train`")
+    p.add_argument("--int8", action="store_true",
+                   help="also write the int8 files, calibrated on the run's training images")
+    p.add_argument("--calib-images", type=positive_int, default=200,
+                   help="training images to calibrate int8 on (a seeded sample; default 200)")
+    p.add_argument("--reps", type=positive_int, default=5,
+                   help="timed forward passes per file and batch size; the median is reported (default 5)")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=None,
+                   help="eval batch (default: the trainer's, max(batch size, 64))")
+    p.add_argument("--output", type=Path, default=None, help="directory (default RUN_DIR/deploy)")
+    p.set_defaults(run=cmd_deploy)
 
     p = commands.add(sub, "cam")
     p.add_argument("images", nargs="+", type=Path)
@@ -132,6 +150,21 @@ def cmd_quantize(args) -> int:
     q.save_int8(converted, model, classes, size, out, keep, len(files))
     print(f"wrote {out} (int8, {len(files)} calibration images at {size} px, "
           f"float parts: {', '.join(keep) or 'none'})")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from ..tables import text_table
+    from ..tools import deploy as dp
+
+    needs = ["onnxscript", "onnxruntime"] + (["torchao", "onnx"] if args.int8 else [])
+    for module in needs:
+        _require(module, module, "deploy --int8" if args.int8 else "deploy")
+    summary = dp.deploy(args.run_dir, args.output, int8=args.int8, calib_images=args.calib_images,
+                        reps=args.reps, batch_size=args.batch_size,
+                        log=lambda line: print(line, flush=True))
+    print(text_table(*dp.table_rows(summary), left=2))
+    sys.stdout.flush()
     return 0
 
 

@@ -39,15 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_profile)
 
     p = commands.add(sub, "predict")
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="+", type=Path,
+                   help="image files, or folders (their images and their sub-folders', recursively)")
     p.add_argument("--model", default=None,
                    help="model name; optional when a spec.json (from `effnet train`) sits beside --weights")
     p.add_argument("--weights", type=Path, default=None,
-                   help="weights file, or a run directory (the weights that scored best)")
+                   help="weights file, a run directory (the weights that scored best), or what "
+                   "export/quantize/deploy wrote (.onnx: run by onnxruntime, .pt2)")
     p.add_argument("--pretrained", default=None, metavar="TAG",
                    help="published weights by tag or model name (see `effnet models --pretrained`)")
     p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--num-classes", type=positive_int, default=None)
+    p.add_argument("--csv", type=Path, default=None, metavar="OUT",
+                   help="write path, top-k labels and probabilities to OUT, a row per image as it "
+                   "comes (any number of images, in constant memory), with a progress bar")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=32, help="images per batch")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(run=cmd_predict)
 
 
@@ -144,11 +151,13 @@ def cmd_profile(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import torch
+    import warnings
 
     from ..data.config import resolve_data_config
-    from ..inference import load_for_inference, preprocess_image
+    from ..errors import EffnetWarning
+    from ..inference import load_for_inference
     from ..rundir import RunDir
+    from ..tools import predict as pr
     from ..weights import imagenet_classes
 
     weights = args.weights
@@ -159,21 +168,36 @@ def cmd_predict(args) -> int:
     if classes is None and model.num_classes == 1000:
         classes = imagenet_classes()
     k = min(args.topk, model.num_classes)
-    for i, path in enumerate(args.images):
-        x = preprocess_image(path, pre)
-        # once the input is known good, before any answer; --pretrained loads published weights
-        if i == 0 and args.weights is None and args.pretrained is None:
-            print("effnet: warning: no --weights given: these predictions come from random weights",
-                  file=sys.stderr)
-        with torch.inference_mode():
-            probs = model(x.unsqueeze(0)).softmax(-1)[0]
-        p, idx = probs.topk(k)
-        print(f"{path}:")
-        for rank, (pi, ii) in enumerate(zip(p.tolist(), idx.tolist(), strict=True), 1):
-            label = classes[ii] if classes else str(ii)
-            print(f"  {rank}. {ii:>4}  {label:<30} {pi:.4f}")
+    total = pr.count_images(args.images)  # every path exists, every folder has images
+    skipped: list = []
+    answers = pr.answers(model, args.images, pre, args.batch_size, k, skipped)
+    random_weights = args.weights is None and args.pretrained is None
+    answers = _warn_at_first(answers, random_weights)
+    if args.csv is not None:
+        rows = pr.write_csv(args.csv, answers, classes, k, total, args.progress)
+        print(f"wrote {args.csv} ({rows} images, top {k})")
+    else:
+        for path, top in answers:
+            print(f"{path}:")
+            for rank, (ii, pi) in enumerate(top, 1):
+                label = classes[ii] if classes else str(ii)
+                print(f"  {rank}. {ii:>4}  {label:<30} {pi:.4f}")
+    if skipped:
+        path, why = skipped[0]
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {total} (first: {why})",
+                      EffnetWarning, stacklevel=1)
     sys.stdout.flush()
     return 0
+
+
+def _warn_at_first(answers, random_weights: bool):
+    """`answers`, saying before the first (once the input is known good) that they come from
+    random weights when no weights were given (--pretrained loads published ones)."""
+    for i, a in enumerate(answers):
+        if i == 0 and random_weights:
+            print("effnet: warning: no --weights given: these predictions come from random weights",
+                  file=sys.stderr, flush=True)
+        yield a
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -12,6 +12,8 @@ How val is chosen:
   train's classes;
 * one ImageFolder tree (or train/ alone) with --val-split F: ceil(F * N) images held out,
   stratified by class, drawn with the given seed (same seed, same split);
+* `effnet eval` of one ImageFolder tree without --val-split scores all of it
+  (`whole_folder`, `load_class_folder`: labelled by the model's class names);
 * cifar10/cifar100/flowers102/cars/imagenette:ROOT: the dataset's official test split (Flowers:
   train+val for training, as the papers).
 Unreadable images are found when the folder is loaded and skipped with one warning (or, strict,
@@ -31,8 +33,8 @@ from ..lazy import lazy_names
 _LAZY = {
     "ArrayImages": "datasets", "DataSplits": "datasets", "Split": "datasets",
     "Transformed": "datasets", "load_data": "datasets", "load_digits_splits": "datasets",
-    "stratified_split": "datasets",
-    "ImageFiles": "folders", "scan_folder": "folders",
+    "stratified_split": "datasets", "load_class_folder": "datasets", "whole_folder": "datasets",
+    "ImageFiles": "folders", "scan_folder": "folders", "walk_images": "folders",
     "IMG_EXTENSIONS": "images", "check_image": "images", "load_rgb": "images", "to_rgb": "images",
     "BatchMixer": "mixing", "batch_mixer": "mixing",
     "Cutout": "transforms", "RandAugmentM": "transforms", "eval_transform": "transforms",

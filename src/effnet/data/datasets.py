@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .folders import scan_folder
+from .folders import ImageFiles, list_classes, scan_folder
 from .images import decoding_for
 from .public import PUBLIC, load_public
 
@@ -32,10 +32,13 @@ class DataSplits:
     def require_two_classes(self) -> None:
         """Refuse data of one class: a one-class classifier is right whatever it sees, so training
         or evaluating it reports a meaningless 100 %. Only a folder can have one class."""
-        if len(self.classes) < 2:
-            where = self.name.removeprefix("imagefolder:")
-            raise UserError(f"{where} has a single class, {self.classes[0]!r}: a classifier needs "
-                            "at least 2 classes (with one it scores 100 % whatever it learns)")
+        _require_two_classes(self.name.removeprefix("imagefolder:"), self.classes)
+
+
+def _require_two_classes(where: str, classes: list[str]) -> None:
+    if len(classes) < 2:
+        raise UserError(f"{where} has a single class, {classes[0]!r}: a classifier needs "
+                        "at least 2 classes (with one it scores 100 % whatever it learns)")
 
 
 class ArrayImages(Dataset):
@@ -177,6 +180,49 @@ def _load_folder(root: Path, val_split: float | None, strict: bool, seed: int) -
     return DataSplits(Split(full, train_idx), Split(full, val_idx), full.classes, name)
 
 
+def _folder_of(data: str) -> Path:
+    """The directory a --data string that names no dataset points at."""
+    prefix, sep, rest = data.partition(":")
+    return Path(rest if sep and prefix.lower() == "imagefolder" else data).expanduser()
+
+
+def whole_folder(data: str | os.PathLike | None, val_split: float | None) -> Path | None:
+    """The folder `effnet eval --data` scores whole: a directory of class folders with no train/
+    or val/ (valid/, validation/, test/) inside, given without --val-split. None for anything
+    `load_data` splits (the digits, a public dataset, a split folder, a --val-split)."""
+    if data is None or val_split is not None:
+        return None
+    data = os.fspath(data)
+    prefix, sep, _ = data.partition(":")
+    if data == "digits" or data.lower() in PUBLIC or (sep and prefix.lower() in PUBLIC):
+        return None
+    root = _folder_of(data)
+    if not root.is_dir() or any((root / d).is_dir() for d in ("train", *VAL_DIRS)):
+        return None
+    return root
+
+
+def load_class_folder(root: Path, classes: list[str] | None, owner: str,
+                      strict: bool = False) -> ImageFiles:
+    """Every image of the class folders under `root`, labelled by `classes` (a model's class names
+    in its order; the folders may hold a subset of them, in any order) or, where the model names
+    none, by the folders' sorted order. UserError for a class folder that `owner` (the weights)
+    does not know, and, without names, for a single class folder."""
+    own = list_classes(root)
+    if classes is None:
+        _require_two_classes(str(root), own)
+    else:
+        unknown = [c for c in own if c not in set(classes)]
+        if unknown:
+            raise UserError(f"{root} has class folder(s) that {owner} does not know: {_few(unknown)} "
+                            f"(its classes: {_few(classes)})")
+    return scan_folder(root, classes=classes, strict=strict)
+
+
+def _few(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
+
+
 def load_data(data: str | os.PathLike | None, *, val_split: float | None = None, download: bool = False,
               strict: bool = False, seed: int = 0) -> DataSplits:
     """Train and val splits for --data.
@@ -205,6 +251,4 @@ def load_data(data: str | os.PathLike | None, *, val_split: float | None = None,
         return DataSplits(train, val, classes, prefix.lower())
     if data.lower() in PUBLIC:
         raise UserError(f"say where {data} is (or should go): --data {data}:ROOT")
-    if sep and prefix.lower() == "imagefolder":
-        data = rest
-    return _load_folder(Path(data).expanduser(), val_split, strict, seed)
+    return _load_folder(_folder_of(data), val_split, strict, seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -77,18 +78,24 @@ def _first_visit(path: str | Path, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
-def _files_of(class_dir: Path, seen: set[tuple[int, int]]) -> list[str]:
-    """Image files below class_dir, symlinks followed, each real directory listed once (`seen`
-    holds the ones met so far in the whole tree, class folders first): a link back to an ancestor
-    would otherwise be walked ~40 levels deep (until the path cannot be resolved), listing every
-    image again at each level, and two such links make the walk exponential; the copies could
-    land in both train and val. A link into another class folder is not followed either."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+def walk_images(folder: Path, seen: set[tuple[int, int]] | None = None) -> Iterator[str]:
+    """Image files below `folder`, in sorted order, one at a time (a folder of any size costs no
+    list). Symlinks are followed, each real directory listed once (`seen` holds the ones met so
+    far, in a class tree the class folders first): a link back to an ancestor would otherwise be
+    walked ~40 levels deep (until the path cannot be resolved), listing every image again at each
+    level, and two such links make the walk exponential; the copies could land in both train and
+    val. A link into another class folder is not followed either."""
+    if seen is None:
+        seen = set()
+        _first_visit(folder, seen)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in sorted(dirnames)
                        if not d.startswith(".") and _first_visit(os.path.join(dirpath, d), seen)]
-        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_name(f))
-    return found
+        yield from (os.path.join(dirpath, f) for f in sorted(filenames) if is_image_name(f))
+
+
+def _files_of(class_dir: Path, seen: set[tuple[int, int]]) -> list[str]:
+    return list(walk_images(class_dir, seen))
 
 
 def scan_folder(root: Path, classes: list[str] | None = None, strict: bool = False) -> ImageFiles:

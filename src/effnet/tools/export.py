@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -169,13 +170,24 @@ def _check_archive(path: Path) -> dict[str, str]:
             raise UserError(f"cannot read {path}: damaged {META_FILE} ({e})") from None
 
 
-class ExportedModel(nn.Module):
-    """A loaded .pt2 program (plain or int8) with what eval/predict need: its config (spec, class
-    count, the preprocessing it was exported with) and num_classes."""
+def config_from_meta(meta: dict[str, str]) -> tuple[ModelConfig, list[str] | None]:
+    """The model config (spec, class count, the preprocessing it was exported with) and class
+    names that `metadata` wrote into an export (.pt2 or ONNX)."""
+    spec = json.loads(meta["effnet.spec"])  # every effnet version wrote the preprocessing inside
+    config = ModelConfig(spec_from_dict(spec), num_classes=int(meta["effnet.num_classes"]),
+                         preprocess=preprocess_from_dict(spec["preprocess"]))
+    return config, json.loads(meta.get("effnet.classes", "null"))
 
-    def __init__(self, program_module: nn.Module, config: ModelConfig, meta: dict[str, str]):
+
+class ExportedModel(nn.Module):
+    """A loaded export (a .pt2 program, plain or int8, or an ONNX file run by onnxruntime) with
+    what eval/predict need: its config (spec, class count, the preprocessing it was exported with)
+    and num_classes. `program` is the callable that runs it (tensor in, logits out)."""
+
+    def __init__(self, program: Callable[[torch.Tensor], torch.Tensor], config: ModelConfig,
+                 meta: dict[str, str]):
         super().__init__()
-        self.program = program_module
+        self.program = program
         self.config, self.meta = config, meta
         self.spec, self.num_classes = config.spec, config.num_classes
 
@@ -202,8 +214,5 @@ def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
         program = torch.export.load(str(path))
     except Exception as e:  # a damaged archive, or one from an incompatible torch
         raise UserError(f"cannot load {path}: {error_line(e)}") from None
-    spec = json.loads(meta["effnet.spec"])  # every effnet version wrote the preprocessing inside
-    config = ModelConfig(spec_from_dict(spec), num_classes=int(meta["effnet.num_classes"]),
-                         preprocess=preprocess_from_dict(spec["preprocess"]))
-    model = ExportedModel(program.module(), config, meta)
-    return model, json.loads(meta.get("effnet.classes", "null"))
+    config, classes = config_from_meta(meta)
+    return ExportedModel(program.module(), config, meta), classes

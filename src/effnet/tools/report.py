@@ -5,7 +5,7 @@ How each number is made, so that the page agrees with metrics.csv and `effnet ev
 * the weights are the run's best (`RunDir.best_weights()`: best_ema.safetensors when summary.json
   says the EMA scored best), rebuilt from spec.json by the model factory (`load_for_inference`);
 * the validation split is rebuilt from the run's saved options by the trainer's own `load_splits`
-  (data, --val-split, seed, --val-subset), preprocessed by the trainer's `eval_data` at the eval
+  (data, --val-split, seed, --val-subset; tools/run_data.py), preprocessed by the trainer's `eval_data` at the eval
   size of the model's data config, and scored once, batched, by `train.evaluate.evaluate` (the
   function the trainer logs every epoch with and `effnet eval` prints), at the trainer's eval batch
   and with the run's --amp; its per-batch logits give every per-image number (tools/scores.py);
@@ -25,7 +25,6 @@ seeing, and a script still learns that the report is incomplete.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 import warnings
@@ -37,18 +36,10 @@ from ..errors import EffnetWarning, UserError
 from ..rundir import PLOTS, RunDir
 from . import scores
 from .report_data import THUMB_PX, DataSummary, Evaluation, Mistake, ReportData
+from .run_data import open_run, run_setup, run_splits
 
 MISTAKES = 24  # most confidently wrong val images shown, each with its Grad-CAM
 DOING = "write a report"
-
-
-def _run_options(runtime: dict):
-    from ..train.options import RunOptions
-
-    known = {f.name for f in dataclasses.fields(RunOptions)}
-    # a report never fetches a dataset
-    return RunOptions(**{**{k: v for k, v in runtime.items() if k in known}, "download": False,
-                         "resume": None})
 
 
 def _best(run: RunDir, rows: list[dict[str, str]], weights: Path) -> dict:
@@ -75,13 +66,6 @@ def _device(flag: str | None, saved: str | None):
         return pick_device(saved)
     except UserError:  # trained on a GPU server, reported on a laptop
         return pick_device(None)
-
-
-def _weights(run: RunDir) -> Path:
-    if not run.link("best").is_file():
-        raise UserError(f"cannot {DOING}: {run} has no weights yet (no {run.link('best').name}: "
-                        "no epoch of it finished)")
-    return run.best_weights()
 
 
 def _base_chain(ds):
@@ -228,18 +212,11 @@ def build_report(path, *, device: str | None = None, amp: str | None = None,
     weights; data that cannot be loaded leaves `missing` set (and the data sections empty)."""
     from ..data.config import resolve_data_config
     from ..inference import load_for_inference
-    from ..train.epoch_data import load_splits
-    from ..train.recipe import recipe_from_dict
 
     start = time.perf_counter()
-    run = RunDir(path)
-    config = run.config(DOING)
-    if not run.spec_file.is_file():
-        raise UserError(f"cannot {DOING}: {run} is not an effnet run directory (no {run.spec_file.name})")
-    weights = _weights(run)
+    run, config, weights = open_run(path, DOING)
     model, saved_classes = load_for_inference(None, weights)
-    recipe = recipe_from_dict(config["recipe"], str(run.config_file))
-    opts = _run_options(config["runtime"])
+    recipe, opts = run_setup(run, config)
     rows = run.metrics()
     classes = list(saved_classes or [])
     classes += [str(i) for i in range(len(classes), model.num_classes)]  # a --num-classes beyond the data's
@@ -249,10 +226,7 @@ def build_report(path, *, device: str | None = None, amp: str | None = None,
     try:
         with warnings.catch_warnings():  # the skipped files are listed on the page instead
             warnings.simplefilter("ignore", EffnetWarning)
-            train_set, val_set, data_classes, _ = load_splits(opts, recipe)
-        if saved_classes is not None and list(data_classes) != list(saved_classes):
-            raise UserError(f"{opts.data or 'the data'} now has classes {_few(data_classes)} but the "
-                            f"run trained on {_few(saved_classes)}")
+            train_set, val_set, _ = run_splits(recipe, opts, saved_classes)
     except UserError as e:
         page.missing = str(e)
         return page
@@ -261,10 +235,6 @@ def build_report(path, *, device: str | None = None, amp: str | None = None,
                                 workers, mistakes, page.seconds)
     page.data = _data_summary(opts.data or "digits", train_set, val_set, page.evaluation.cm)
     return page
-
-
-def _few(names) -> str:
-    return ", ".join(map(str, names[:5])) + (" ..." if len(names) > 5 else "")
 
 
 def write_report(path, **kwargs) -> ReportData:
