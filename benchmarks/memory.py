@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{results['effnet']['step_s'] / results['effnet --recompute off']['step_s']:.2f}x "
                         f"the time of --recompute off")
     body = "\n".join([
-        "## memory: peak resident memory of 10 training steps, effnet vs timm",
+        f"## memory: peak resident memory of {args.steps} training steps, effnet vs timm",
         "",
         header,
         "",
