@@ -9,10 +9,10 @@ reports its peak resident set size (`ru_maxrss`), the resident size before the f
 interpreter, torch and the model) and the median step time. Arms:
 
 - timm: `timm.create_model(name)` with its defaults;
-- effnet: `effnet.create_model(name)` trained as `effnet train` trains it: recompute "activations"
-  (src/effnet/nn/recompute.py: the backward pass recomputes BatchNorm, activations and
-  squeeze-excite from the saved convolution outputs);
-- effnet --recompute off: what the default saves;
+- effnet: `effnet.create_model(name)` trained as `effnet train` trains it from scratch (every
+  preset but `finetune`): recompute "activations" (src/effnet/nn/recompute.py: the backward pass
+  recomputes BatchNorm, activations and squeeze-excite from the saved convolution outputs);
+- effnet --recompute off: what that saves (the `finetune` preset's default: time over memory);
 - effnet --grad-checkpointing: recompute whole blocks (timm has the same flag, off by default).
 
 The results replace the `memory` section of BENCHMARKS.md (`--no-write` to skip).

@@ -147,3 +147,21 @@ def test_presets_for_photos_take_their_sizes_from_the_weights_or_the_model():
         r = get_recipe(name)
         assert r.img_size is None and r.eval_size is None, name
     assert (PRESETS["quick"].img_size, PRESETS["quick"].eval_size) == (32, 32)  # the digits demo
+
+
+def test_recompute_is_the_recipes_unless_a_flag_says_otherwise():
+    """A fine-tune keeps its activations (speed: it fits in memory at batch 32); training from
+    scratch recomputes them from the convolution outputs (memory); --recompute wins over both."""
+    from effnet.train import RunOptions
+    from effnet.train.distributed import World
+    from effnet.train.network import run_network
+
+    assert get_recipe("finetune").recompute == "off"
+    for name in ("quick", "short", "paper-v1", "paper-v2", "finetune-paper"):
+        assert get_recipe(name).recompute == "activations", name
+    small = override(get_recipe("finetune"), {"model": "efficientnet_b0", "phi": -4})
+    world = World()  # one CPU process
+    assert run_network(small, RunOptions(), 3, world).recompute == "off"
+    assert run_network(small, RunOptions(recompute="blocks"), 3, world).recompute == "blocks"
+    with pytest.raises(UserError, match="recompute must be one of"):
+        override(small, {"recompute": "everything"})

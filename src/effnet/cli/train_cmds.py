@@ -99,8 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--compile", action="store_true", default=None)
     g.add_argument("--recompute", default=None, choices=("off", "activations", "blocks"),
-                   help="what the backward pass recomputes to save memory (default activations: "
-                   "keep only convolution outputs; blocks: whole blocks; the numbers are the same)")
+                   help="what the backward pass recomputes to save memory (default: the recipe's; "
+                   "activations: keep only convolution outputs; blocks: whole blocks; off: "
+                   "fastest; the numbers are the same)")
     g.add_argument("--grad-checkpointing", dest="recompute", action="store_const", const="blocks",
                    help="recompute whole blocks in the backward pass (= --recompute blocks, timm's flag)")
     g.add_argument("-j", "--workers", type=nonneg_int, default=None)

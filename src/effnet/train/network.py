@@ -79,7 +79,7 @@ def run_network(recipe: Recipe, opts: RunOptions, num_classes: int, world: World
     else:
         model = build_model(recipe, num_classes, weights=opts.weights, adapt=opts.adapt,
                             pretrained=opts.pretrained)
-    model.set_recompute(opts.recompute)
+    model.set_recompute(opts.recompute or recipe.recompute)
     model.to(world.device)
     if opts.channels_last:
         model.to(memory_format=torch.channels_last)

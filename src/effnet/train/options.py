@@ -29,10 +29,7 @@ class RunOptions:
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
-    # what the backward pass recomputes instead of keeping (nn/recompute.py): "activations" keeps
-    # only convolution outputs, about half the activation memory for a few % more time; "blocks"
-    # is timm's --grad-checkpointing; the numbers are the same in every mode
-    recompute: str = "activations"
+    recompute: str | None = None  # --recompute: overrides the recipe's `recompute` (memory vs time)
     workers: int | None = None  # None: 0 on CPU (in-process is fastest for small images), else 8
     threads: int | None = None  # CPU intra-op threads; None: see cpu_threads()
     ckpt_every_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
@@ -48,7 +45,7 @@ class RunOptions:
             raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)} (got {self.amp!r})")
         from ..nn.recompute import MODES
 
-        if self.recompute not in MODES:
+        if self.recompute is not None and self.recompute not in MODES:
             raise UserError(f"--recompute must be one of {', '.join(MODES)} (got {self.recompute!r})")
         for name in ("ckpt_every_steps", "save_samples"):
             if getattr(self, name) < 0:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..arch.scaling import MAX_RESOLUTION
 from ..errors import UserError
+from ..nn.recompute import MODES as RECOMPUTE_MODES
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "constant")
@@ -91,6 +92,11 @@ class Recipe:
     # progressive learning (V2 Algorithm 1): a preset (`v2-s`, `v2-s-code`, ...) optionally with
     # changes (`v2-s,stages=3`), or a whole plan (`stages=4,size=128:300,randaug=5:15,dropout=0.1:0.3`)
     progressive: str | None = None
+    # what the backward pass recomputes instead of keeping (nn/recompute.py): "activations" keeps
+    # only convolution outputs (Lite0 at batch 32, 224 px: 0.69x timm's peak memory, each step
+    # 1.23x the time of "off" on a CPU; BENCHMARKS.md `memory`); "blocks" is timm's
+    # --grad-checkpointing; "off" keeps everything. The numbers trained are the same in every mode.
+    recompute: str = "activations"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +107,9 @@ class Recipe:
             problems.append(f"sched must be one of {', '.join(SCHEDULES)} (got {self.sched!r})")
         if self.wd_exclude not in WD_EXCLUDE:
             problems.append(f"wd_exclude must be one of {', '.join(WD_EXCLUDE)}")
+        if self.recompute not in RECOMPUTE_MODES:
+            problems.append(f"recompute must be one of {', '.join(RECOMPUTE_MODES)} "
+                            f"(got {self.recompute!r})")
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1 (got {self.batch_size})")
         if self.grad_accum < 1:
