@@ -118,7 +118,8 @@ def save_int8(converted: nn.Module, model: nn.Module, classes: list[str] | None,
 
 def compile_int8(module: nn.Module) -> nn.Module:
     """torch.compile for the int8 graph: inductor with freezing turns q/dq + conv patterns into
-    oneDNN int8 convolutions (without freezing the weights stay dequantized at every call)."""
+    oneDNN int8 convolutions (without freezing the weights stay dequantized at every call).
+    benchmarks/quantize.py compiles the fp32 baseline the same way."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
