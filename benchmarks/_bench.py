@@ -122,19 +122,27 @@ def verdict(a: list[float], b: list[float], unit: str = "points") -> str:
     return f"{mean:+.2f} {unit}, within the paired spread {spread:.2f}: no verdict"
 
 
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically."""
+def write_section(path: Path, name: str, body: str, replaces: tuple[str, ...] = ()) -> None:
+    """Replace (or append) the `<!-- BEGIN name -->` ... `<!-- END name -->` section, atomically.
+    Sections named in `replaces` (an older layout of the same script's output) go: the first one
+    found gives the new section its place."""
     import fcntl
 
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     # scripts run side by side each rewrite the whole file: one at a time, or a section is lost
     with open(path.with_suffix(".md.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _replace_section(path, begin, end, body)
+        _replace_section(path, begin, end, body, replaces)
 
 
-def _replace_section(path: Path, begin: str, end: str, body: str) -> None:
+def _replace_section(path: Path, begin: str, end: str, body: str, replaces: tuple[str, ...] = ()) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
+    for old in replaces:  # the first one found becomes the new section's place
+        old_begin, old_end = f"<!-- BEGIN {old} -->", f"<!-- END {old} -->"
+        if old_begin in text and old_end in text:
+            head, rest = text.split(old_begin, 1)
+            placeholder = "" if begin in text else f"{begin}\n{end}\n\n"
+            text = head + placeholder + rest.split(old_end, 1)[1].lstrip()
     section = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

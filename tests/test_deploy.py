@@ -106,6 +106,7 @@ def test_deploy_writes_each_file_as_described(deployed):
     props8 = {p.key: p.value for p in int8.metadata_props}
     assert json.loads(props8["effnet.classes"]) == list(CLASSES) and "QDQ" in props8["effnet.quantized"]
     assert props8["effnet.calib_images"] == "32"
+    assert summary["calibration_images"] == 32 and summary["calibration_seed"] == 0
     scales = {i.name: i for i in int8.graph.initializer}
     per_channel = [n for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in scales
                    and len(scales[n.input[1]].dims) == 1 and scales[n.input[1]].dims[0] > 1]
@@ -142,6 +143,25 @@ def test_an_int8_file_that_loses_more_than_a_point_is_one_warning_line(deployed)
     expected = [f"effnet: warning: {line}" for line in compare_to_fp32(rows)]
     warned = [ln for ln in err.splitlines() if ln.startswith("effnet: warning:")]
     assert [ln for ln in warned if "unreadable image" not in ln] == expected  # the colours' broken.png aside
+
+
+def test_calibration_draws_its_sample_with_the_seed(trained):
+    """deploy's calibration images: the same seed, the same images; another seed, others (the
+    benchmark's calibration seeds); the int8 files record how many."""
+    from effnet.tools.deploy import calibration, load_run_model
+
+    run, _ = trained
+    with warnings.catch_warnings():  # the colour tree's broken.png
+        warnings.simplefilter("ignore")
+        rm = load_run_model(run, need_train=True)
+
+    def images(seed):
+        n, batches = calibration(rm.train_set, rm.pre, rm.pre.eval_size, 8, seed)
+        return n, torch.cat(list(batches()))
+
+    (n0, a), (_, again), (n1, b) = images(0), images(0), images(1)
+    assert n0 == n1 == 8 < len(rm.train_set) and a.shape[0] == 8
+    assert torch.equal(a, again) and not torch.equal(a, b)
 
 
 def test_the_int8_warning_rule():

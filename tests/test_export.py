@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -128,22 +128,42 @@ def test_a_pt2_not_written_by_effnet_is_refused(tmp_path):
         ex.load_program(path)
 
 
-def test_a_pt2_with_a_pickled_payload_is_refused(tmp_path):
-    # flip one weight entry of a genuine effnet archive to "pickled": it must be refused unread
-    m = effnet.create_model("efficientnet_lite0", num_classes=2).eval()
-    good = ex.save_program(ex.export_program(ex.prepare(m), 64), tmp_path / "good.pt2", ex.metadata(m, None))
-    bad = tmp_path / "bad.pt2"
+def _tampered(good: Path, bad: Path, entry: str, change) -> Path:
+    """A copy of the archive `good` whose entry ending in `entry` is `change(its bytes)`."""
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
-            if item.filename.endswith("weights_config.json"):
-                cfg = json.loads(data)
-                first = next(iter(cfg["config"]))
-                cfg["config"][first]["use_pickle"] = True
-                data = json.dumps(cfg).encode()
-            dst.writestr(item, data)
-    with pytest.raises(UserError, match="stored as a pickle"):
-        ex.load_program(bad)
+            dst.writestr(item, change(data) if item.filename.endswith(entry) else data)
+    return bad
+
+
+def _pickled_weight(data: bytes) -> bytes:
+    cfg = json.loads(data)
+    cfg["config"][next(iter(cfg["config"]))]["use_pickle"] = True
+    return json.dumps(cfg).encode()
+
+
+def _pickled_sample_input(data: bytes) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save((PurePosixPath("not a tensor"),), buf)  # a global torch's weights_only reader refuses
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entry, change, message", [
+    ("weights_config.json", _pickled_weight, "stored as a pickle"),
+    ("/data/sample_inputs/model.pt", _pickled_sample_input, "holds more than tensors"),
+])
+def test_a_pt2_with_a_pickled_payload_is_refused(tmp_path, entry, change, message):
+    # a genuine effnet archive with one part made a pickle: it must be refused unread
+    m = effnet.create_model("efficientnet_lite0", num_classes=2).eval()
+    good = ex.save_program(ex.export_program(ex.prepare(m), 64), tmp_path / "good.pt2", ex.metadata(m, None))
+    if "sample" in entry:  # effnet keeps no example input (random noise) in the file
+        with zipfile.ZipFile(good) as zf:
+            assert [i.file_size for i in zf.infolist() if i.filename.endswith(entry)] == [0]
+    with pytest.raises(UserError, match=message):
+        ex.load_program(_tampered(good, tmp_path / "bad.pt2", entry, change))
     assert ex.load_program(good)[0].num_classes == 2
 
 

@@ -95,6 +95,41 @@ def test_keeping_se_in_float_leaves_its_convs_unquantized(digits_run):
     assert int8_weights(()) - int8_weights(("se",)) == 2 * n_se  # reduce + expand per block
 
 
+def test_the_int8_file_holds_int8_weights_and_runs_as_the_converted_module(tmp_path):
+    """Lite0 (3.4 M weights, 13.7 MB in fp32): every conv/linear weight the .pt2 stores is int8,
+    none also in float32 (convert_pt2e leaves the float weights it folded registered, and
+    torch.export saved them too: the file was 1.3x the fp32 one), so the file is under a third of
+    the fp32 weights file; loaded back it gives the converted module's logits."""
+    import json
+    import zipfile
+
+    import effnet
+    from effnet.tools.export import load_program
+    from effnet.tools.quantize import save_int8
+    from effnet.weights import save_weights
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = effnet.create_model("tf_efficientnet_lite0", num_classes=10).eval()
+    converted = quantize_int8(model, [torch.randn(8, 3, 32, 32)], 32)
+    pt2, fp32 = save_int8(converted, model, None, 32, tmp_path / "m.pt2"), tmp_path / "m.safetensors"
+    save_weights(model, fp32)
+    with zipfile.ZipFile(pt2) as zf:
+        name = next(n for n in zf.namelist() if n.endswith("weights_config.json"))
+        stored = json.loads(zf.read(name))["config"]
+    float32, int8 = 7, 2  # torch._export.serde.schema.ScalarType
+    kernels = {k: v["tensor_meta"]["dtype"] for k, v in stored.items()
+               if len(v["tensor_meta"]["sizes"]) > 1}  # 4-d conv and 2-d linear weights
+    assert len(kernels) == sum(1 for n, p in model.named_parameters() if p.dim() > 1) == 50
+    assert set(kernels.values()) == {int8}
+    assert not any(d == float32 and k.endswith(".weight") for k, d in kernels.items())
+    ratio = pt2.stat().st_size / fp32.stat().st_size
+    assert ratio < 0.35, f"int8 .pt2 is {ratio:.2f}x the fp32 weights file"
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_program(pt2)[0](x), converted(x))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["quantize", "efficientnet_b0", "--calib", "{empty}"], "no images in"),
     (["quantize", "efficientnet_b0", "--calib", "/nonexistent-dir"], "no such directory"),

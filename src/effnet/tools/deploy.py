@@ -6,8 +6,8 @@ From the run's best weights (`RunDir.best_weights`) it writes, into RUN_DIR/depl
 and with int8:
   model_int8.pt2    torchao PT2E int8 for x86 (as `effnet quantize` makes it, tools/quantize.py);
   model_int8.onnx   ONNX Runtime static int8, QDQ, per-channel (tools/onnx_int8.py);
-both calibrated on up to `calib_images` of the run's training images (a seeded sample), through
-the eval transform the val split gets.
+both calibrated on up to `calib_images` of the run's training images (a sample drawn with
+`calib_seed`), through the eval transform the val split gets.
 
 Then it loads each file back from disk, as `effnet eval` and `predict` do, and scores it, with the
 run's fp32 weights beside them: top-1 / top-5 on the val split the run logged (rebuilt by the
@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -40,6 +41,14 @@ from torch import nn
 from ..errors import EffnetWarning, UserError
 from ..fileio import atomic_write_bytes
 from .run_data import open_run, run_setup, run_splits
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from ..arch.preprocess import Preprocess
+    from ..rundir import RunDir
+    from ..train.options import RunOptions
+    from ..train.recipe import Recipe
 
 DOING = "deploy"
 OUTPUT_DIR = "deploy"  # RUN_DIR/deploy
@@ -77,14 +86,14 @@ def _sample(n_images: int, limit: int, seed: int = 0) -> list[int]:
     return sorted(random.Random(seed).sample(range(n_images), limit))
 
 
-def _calibration(train_set, pre, size: int, limit: int, batch: int = 16):
-    """(number of images, a function returning a fresh iterator of their batches): the run's
-    training images, as the eval transform gives them to the model. Each pass reads the images
-    again, so no list of them is held."""
+def calibration(train_set, pre, size: int, limit: int, seed: int = 0, batch: int = 16):
+    """(number of images, a function returning a fresh iterator of their batches): up to `limit`
+    of the run's training images (a sample drawn with `seed`), as the eval transform gives them to
+    the model. Each pass reads the images again, so no list of them is held."""
     from ..data import Transformed, eval_transform
 
     data = Transformed(train_set, eval_transform(pre, size))
-    picked = _sample(len(data), limit)
+    picked = _sample(len(data), limit, seed)
 
     def batches() -> Iterator[torch.Tensor]:
         for i in range(0, len(picked), batch):
@@ -106,8 +115,11 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], reps: int = REPS, warmu
     return 1000.0 * statistics.median(times)
 
 
-def _score(name: str, path: Path, model: nn.Module, val_set, batch_size: int, reps: int,
-           in_chans: int) -> Scored:
+def score(name: str, path: Path, model: nn.Module, val_set, batch_size: int, in_chans: int,
+          reps: int = REPS, latency_batches: tuple[int, ...] = LATENCY_BATCHES) -> Scored:
+    """`model` (loaded from `path`) scored as deploy scores a file: top-1 / top-5 / loss on
+    `val_set` (None: skipped) and the median latency of `in_chans` x eval-size inputs at each of
+    `latency_batches`."""
     from ..data.config import resolve_data_config
     from ..train.distributed import World
     from ..train.epoch_data import eval_data
@@ -120,7 +132,7 @@ def _score(name: str, path: Path, model: nn.Module, val_set, batch_size: int, re
         _, loader = eval_data(val_set, pre, batch_size, 0, world)
         r = evaluate(model, loader, world)
         row.top1, row.top5, row.loss, row.images = r["top1"], r["top5"], r["loss"], r["images"]
-    for b in LATENCY_BATCHES:
+    for b in latency_batches:
         row.latency_ms[str(b)] = latency_ms(model, (b, in_chans, pre.eval_size, pre.eval_size), reps)
     return row
 
@@ -148,72 +160,122 @@ def _out_dir(run, output: Path | None) -> Path:
     return out
 
 
+@dataclass
+class RunModel:
+    """A run as deploy reads it: its best weights as a model, the recipe and options it trained
+    with, its preprocessing, and its train / val splits (None, with `missing` saying why, when
+    the data is gone)."""
+
+    run: RunDir
+    weights: Path
+    model: nn.Module
+    classes: list[str] | None
+    recipe: Recipe
+    opts: RunOptions
+    pre: Preprocess
+    train_set: Dataset | None
+    val_set: Dataset | None
+    missing: str | None = None
+
+    def eval_batch(self, batch_size: int | None = None) -> int:
+        return batch_size or max(self.recipe.batch_size, 64)  # the trainer's eval batch
+
+
+def load_run_model(path, need_train: bool = False) -> RunModel:
+    """The run at `path` read back for scoring (and, with `need_train`, calibrating): UserError
+    for a path that is not a run, a run without weights, or, with `need_train`, a run whose
+    training data cannot be loaded."""
+    from ..data.config import resolve_data_config
+    from ..inference import load_for_inference
+
+    run, config, weights = open_run(path, DOING)
+    model, classes = load_for_inference(None, weights)
+    recipe, opts = run_setup(run, config)
+    try:
+        train_set, val_set, _ = run_splits(recipe, opts, classes)
+    except UserError as e:
+        if need_train:
+            raise UserError(f"cannot {DOING} --int8: no calibration images: the run's training data "
+                            f"cannot be loaded ({e})") from None
+        return RunModel(run, weights, model, classes, recipe, opts, resolve_data_config(model),
+                        None, None, str(e))
+    return RunModel(run, weights, model, classes, recipe, opts, resolve_data_config(model),
+                    train_set, val_set)
+
+
+def write_int8_pt2(rm: RunModel, path: Path, calib_images: int = CALIB_IMAGES, calib_seed: int = 0,
+                   keep_float: tuple[str, ...] = ()) -> int:
+    """The run's torchao PT2E int8 .pt2 (as `effnet quantize` makes it) at `path`, calibrated on up
+    to `calib_images` of its training images drawn with `calib_seed`, with the parts in
+    `keep_float` (quantize.FLOAT_PARTS) left in float; the number of calibration images."""
+    from . import quantize as q
+
+    size = rm.pre.eval_size
+    calibrated, batches = calibration(rm.train_set, rm.pre, size, calib_images, calib_seed)
+    converted = q.quantize_int8(rm.model, batches(), size, keep_float)
+    q.save_int8(converted, rm.model, rm.classes, size, path, keep_float, calibrated)
+    return calibrated
+
+
+def write_int8_onnx(rm: RunModel, fp32_onnx: Path, path: Path, calib_images: int = CALIB_IMAGES,
+                    calib_seed: int = 0) -> int:
+    """The ONNX Runtime static int8 .onnx of the run's fp32 .onnx `fp32_onnx` at `path`,
+    calibrated as `write_int8_pt2` calibrates; the number of calibration images."""
+    from . import export as ex
+    from .onnx_int8 import quantize_onnx_int8
+
+    _, batches = calibration(rm.train_set, rm.pre, rm.pre.eval_size, calib_images, calib_seed)
+    return quantize_onnx_int8(fp32_onnx, path, batches(), ex.metadata(rm.model, rm.classes))
+
+
 def deploy(path, output: Path | None = None, int8: bool = False, calib_images: int = CALIB_IMAGES,
-           reps: int = REPS, batch_size: int | None = None,
+           reps: int = REPS, batch_size: int | None = None, calib_seed: int = 0,
            log: Callable[[str], None] = print) -> dict:
     """Write the run's deployable files and deploy.json / deploy.md into `output` (default
     RUN_DIR/deploy); what deploy.json holds. UserError before anything is written for a path that
     is not a run, a run without weights, and int8 without calibration images (the run's training
     data gone); a run whose data is gone otherwise gets its files, sizes and latencies, and then
-    a UserError saying the accuracy is missing."""
-    from ..data.config import resolve_data_config
-    from ..inference import load_exported, load_for_inference
+    a UserError saying the accuracy is missing. The int8 files are calibrated on the same sample
+    of the run's training images, drawn with `calib_seed`."""
+    from ..inference import load_exported
     from . import export as ex
 
     if calib_images < 1:
         raise UserError(f"--calib-images must be >= 1 (got {calib_images})")
-    run, config, weights = open_run(path, DOING)
-    model, classes = load_for_inference(None, weights)
-    recipe, opts = run_setup(run, config)
-    pre = resolve_data_config(model)
-    size = pre.eval_size
-    missing = None
-    try:
-        train_set, val_set, _ = run_splits(recipe, opts, classes)
-    except UserError as e:
-        if int8:
-            raise UserError(f"cannot {DOING} --int8: no calibration images: the run's training data "
-                            f"cannot be loaded ({e})") from None
-        train_set = val_set = None
-        missing = str(e)
-    out = _out_dir(run, output)
+    rm = load_run_model(path, need_train=int8)
+    model, pre, size = rm.model, rm.pre, rm.pre.eval_size
+    out = _out_dir(rm.run, output)
     started = time.perf_counter()
 
     onnx_path = out / ONNX_FILE
     # traced at >= 2x the total stride (torch.export's lower bound of a dynamic size); the graph
     # takes any size, the eval size included
     export_size = ex.check_size(model, max(size, ex.min_input_size(model)), dynamic_size=True)
-    meta = ex.metadata(model, classes)  # the eval size of the model's own preprocessing
+    meta = ex.metadata(model, rm.classes)  # the eval size of the model's own preprocessing
     ex.save_onnx(ex.prepare(model), onnx_path, export_size, frozenset({"batch", "size"}), meta)
     log(f"wrote {onnx_path} (fp32, input Nx{model.in_chans}xHxW)")
-    files = [("fp32 PyTorch", weights), ("ONNX fp32", onnx_path)]
+    files = [("fp32 PyTorch", rm.weights), ("ONNX fp32", onnx_path)]
     calibrated = 0
     if int8:
-        from . import quantize as q
-        from .onnx_int8 import quantize_onnx_int8
-
-        calibrated, batches = _calibration(train_set, pre, size, calib_images)
-        converted = q.quantize_int8(model, batches(), size)
-        q.save_int8(converted, model, classes, size, out / PT2_INT8_FILE, (), calibrated)
+        calibrated = write_int8_pt2(rm, out / PT2_INT8_FILE, calib_images, calib_seed)
         log(f"wrote {out / PT2_INT8_FILE} (torchao PT2E int8, {calibrated} calibration images)")
-        quantize_onnx_int8(onnx_path, out / ONNX_INT8_FILE, batches(), meta)
+        write_int8_onnx(rm, onnx_path, out / ONNX_INT8_FILE, calib_images, calib_seed)
         log(f"wrote {out / ONNX_INT8_FILE} (ONNX Runtime static int8, QDQ, per-channel)")
         files += [("int8 PT2E (.pt2)", out / PT2_INT8_FILE), ("int8 ONNX Runtime", out / ONNX_INT8_FILE)]
 
-    batch = batch_size or max(recipe.batch_size, 64)  # the trainer's eval batch
     rows = []
     for name, file in files:
-        m = model if file == weights else load_exported(file)[0]  # each file as eval/predict load it
-        rows.append(_score(name, file, m, val_set, batch, reps, model.in_chans))
+        m = model if file == rm.weights else load_exported(file)[0]  # each file as eval/predict load it
+        rows.append(score(name, file, m, rm.val_set, rm.eval_batch(batch_size), model.in_chans, reps))
         log(f"scored {name}")
     fp32 = rows[0]
     for line in compare_to_fp32(rows):
         warnings.warn(line, EffnetWarning, stacklevel=2)
     summary = {
-        "run": str(run), "weights": weights.name, "output": str(out), "model": model.spec.name,
-        "classes": classes, "preprocess": asdict(pre),
-        "val": {"data": opts.data or "digits", "images": fp32.images, "missing": missing},
-        "calibration_images": calibrated or None,
+        "run": str(rm.run), "weights": rm.weights.name, "output": str(out), "model": model.spec.name,
+        "classes": rm.classes, "preprocess": asdict(pre),
+        "val": {"data": rm.opts.data or "digits", "images": fp32.images, "missing": rm.missing},
+        "calibration_images": calibrated or None, "calibration_seed": calib_seed if calibrated else None,
         "latency": {"device": "cpu", "threads": torch.get_num_threads(), "batches": list(LATENCY_BATCHES),
                     "warmup": WARMUP, "reps": reps, "statistic": "median ms per forward pass",
                     "input": f"random, {model.in_chans}x{size}x{size}"},
@@ -223,8 +285,8 @@ def deploy(path, output: Path | None = None, int8: bool = False, calib_images: i
     atomic_write_bytes(out / JSON_FILE, (json.dumps(summary, indent=1) + "\n").encode())
     atomic_write_bytes(out / MARKDOWN_FILE, markdown(summary).encode())
     log(f"wrote {out / JSON_FILE} and {out / MARKDOWN_FILE}")
-    if missing:
-        raise UserError(f"{missing}; wrote {out} without top-1 (the run's val split cannot be rebuilt)")
+    if rm.missing:
+        raise UserError(f"{rm.missing}; wrote {out} without top-1 (the run's val split cannot be rebuilt)")
     return summary
 
 

@@ -84,9 +84,24 @@ def quantize_int8(model: nn.Module, batches: Iterable[torch.Tensor], size: int,
             seen += len(x)
     if not seen:
         raise UserError("no calibration images")
+    converted = drop_unused_attributes(convert_pt2e(prepared))  # fold_quantize=True: int8 weights
     # eval() / train() on the result then only switch dropout/BN ops (there are none left)
     # instead of raising, so effnet's evaluate() can take it like any model
-    return allow_exported_model_train_eval(convert_pt2e(prepared))
+    return allow_exported_model_train_eval(converted)
+
+
+def drop_unused_attributes(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`graph` without the parameters and buffers no node reads. convert_pt2e folds each weight's
+    quantize op into an int8 constant (`_frozen_paramN`) but leaves the float weight it was folded
+    from registered on the module; torch.export lifts every registered tensor, read or not, so the
+    saved .pt2 held each conv weight twice, in float32 and in int8 (larger than the fp32 file)."""
+    read = {n.target for n in graph.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*graph.named_parameters(), *graph.named_buffers()]:
+        if name not in read:
+            owner, _, leaf = name.rpartition(".")
+            delattr(graph.get_submodule(owner), leaf)
+    graph.delete_all_unused_submodules()
+    return graph
 
 
 def save_int8(converted: nn.Module, model: nn.Module, classes: list[str] | None, size: int, path: Path,
@@ -103,7 +118,8 @@ def save_int8(converted: nn.Module, model: nn.Module, classes: list[str] | None,
 
 def compile_int8(module: nn.Module) -> nn.Module:
     """torch.compile for the int8 graph: inductor with freezing turns q/dq + conv patterns into
-    oneDNN int8 convolutions (without freezing the weights stay dequantized at every call)."""
+    oneDNN int8 convolutions (without freezing the weights stay dequantized at every call).
+    benchmarks/quantize.py compiles the fp32 baseline the same way."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
