@@ -160,3 +160,20 @@ def test_eval_at_a_size_the_int8_file_was_not_made_for_is_one_line(int8_file, ca
     assert main(["eval", "--weights", str(int8_file), "--img-size", "48"]) == 2
     err = capsys.readouterr().err
     assert "exported for 32 px" in err and len(err.strip().splitlines()) == 1
+
+
+def test_running_an_int8_file_prints_no_other_librarys_log_lines(digits_run, int8_file):
+    """Loading torchao logs a torch deprecation warning about torchao's code (register_constant
+    on an Enum); in a fresh process, `effnet predict` of the int8 file prints its answer and
+    nothing on stderr."""
+    import sys
+
+    import procs
+
+    run, calib, _ = digits_run
+    image = next(calib.rglob("*.png"))
+    done = procs.run([sys.executable, "-m", "effnet", "predict", str(image), "--weights",
+                      str(int8_file), "--topk", "1"], timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert done.stdout.strip()

@@ -7,6 +7,7 @@ skipped as unreadable (counted from the folder), and the most confidently wrong 
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import math
@@ -364,3 +365,27 @@ def test_scores_by_hand():
     assert cal.count.tolist() == [0] * 7 + [1] + [0] * 5 + [1, 1]
     assert cal.ece == pytest.approx((abs(1 - 0.9) + abs(0 - 1.0) + abs(1 - 0.5)) / 3)
     assert confident_mistakes(labels, preds, np.array([0.9, 0.8, 0.7, 0.95, 0.8]), 5).tolist() == [1, 4]
+
+
+def test_eval_of_a_runs_weights_holds_out_the_images_the_run_held_out(tmp_path, capsys):
+    """A run trained with --seed 3 drew its --val-split with seed 3: `eval --val-split` of its
+    weights scores those same images (the loss it prints is metrics.csv's val loss), not seed 0's,
+    which would include images the run trained on; --split-seed 0 says otherwise."""
+    data = _colour_tree(tmp_path / "colours")
+    run = tmp_path / "run"
+    torch.set_num_threads(1)
+    assert main(["train", "--phi", "-6", "--img-size", "32", "--eval-size", "32", "--data", str(data),
+                 "--val-split", VAL_SPLIT, "-b", "8", "--epochs", "1", "--seed", "3",
+                 "--output", str(run), "--no-progress", "--no-tensorboard"]) == 0
+    val_loss = float(list(csv.DictReader((run / "metrics.csv").open()))[-1]["val_loss"])
+
+    def eval_loss(*extra: str) -> float:
+        capsys.readouterr()
+        assert main(["eval", "--weights", str(run / "best.safetensors"), "--data", str(data),
+                     "--val-split", VAL_SPLIT, *extra]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines()
+                   if "best.safetensors" in line)
+        return float(row.split()[-2])
+
+    assert eval_loss() == pytest.approx(val_loss, abs=1e-4)
+    assert eval_loss("--split-seed", "0") != pytest.approx(val_loss, abs=1e-4)

@@ -127,6 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "train/ and val/ is scored whole (its folders matched to the model's class names)")
     p.add_argument("--val-split", type=finite_float, default=None,
                    help="hold out this fraction of a folder, as train did, and score only that")
+    p.add_argument("--split-seed", type=nonneg_int, default=None,
+                   help="the seed of the --val-split (default: that of the run the weights belong "
+                   "to, as train drew it; else 0)")
     p.add_argument("--download", action="store_true")
     p.add_argument("--strict", action="store_true")
     p.add_argument("--num-classes", type=positive_int, default=None)
@@ -241,6 +244,20 @@ def _eval_files(args) -> list[tuple[str, object]]:
     return [("weights", weights)] + ([("EMA", ema)] if ema else [])
 
 
+def _split_seed(args, files: list[tuple[str, object]]) -> int:
+    """The seed `eval --val-split` draws the held-out images with: --split-seed, else the seed of
+    the run the weights sit in (train splits by its recipe's seed; any other seed would score
+    images the run trained on), else 0."""
+    from ..rundir import CONFIG_FILE, RunDir
+
+    if args.split_seed is not None:
+        return args.split_seed
+    for _, path in files:
+        if isinstance(path, Path) and (path.parent / CONFIG_FILE).is_file():
+            return int(RunDir(path.parent).config("evaluate")["recipe"].get("seed", 0))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from ..data import Transformed, eval_transform, load_class_folder, load_data, whole_folder
     from ..data.config import DataOverrides, resolve_data_config
@@ -255,7 +272,7 @@ def cmd_eval(args) -> int:
     root = whole_folder(args.data, args.val_split)
     if root is None:
         splits = load_data(args.data, val_split=args.val_split, download=args.download,
-                           strict=args.strict)
+                           strict=args.strict, seed=_split_seed(args, files))
         # one class is label 0 for every image, whatever class 0 of the model is: no score means anything
         splits.require_two_classes()
         data_classes, title = splits.classes, f"{splits.name} val split"

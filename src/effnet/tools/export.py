@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -207,11 +208,24 @@ class ExportedModel(nn.Module):
                             f"it was exported for {self.config.preprocess.eval_size} px") from None
 
 
+def import_pt2e() -> None:
+    """Import torchao's PT2E quantization. torch logs a deprecation warning about torchao's own
+    code while it loads (register_constant on an Enum): a line on the user's terminal they can do
+    nothing about, so torch's pytree logger is quieted for the import."""
+    logger = logging.getLogger("torch.utils._pytree")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+    finally:
+        logger.setLevel(level)
+
+
 def load_program(path: Path) -> tuple[ExportedModel, list[str] | None]:
     """The model in an effnet .pt2 file and its class names."""
     meta = _check_archive(path)
     if "effnet.quantized" in meta:  # registers the quantized_decomposed ops the graph names
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        import_pt2e()
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # a damaged archive, or one from an incompatible torch

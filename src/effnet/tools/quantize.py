@@ -64,6 +64,7 @@ def quantize_int8(model: nn.Module, batches: Iterable[torch.Tensor], size: int,
                   keep_float: Iterable[str] = ()) -> nn.Module:
     """The PT2E-converted int8 module of `model` (an eval-mode EfficientNet), calibrated on `batches`
     of `size` px images; its batch dimension stays dynamic."""
+    ex.import_pt2e()
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
