@@ -45,6 +45,7 @@ def test_finetune_and_quick():
     f = get_recipe("finetune")
     assert f.steps == 0 and f.batch_size * f.grad_accum == 32 and f.opt == "adamw"
     assert f.peak_lr(32) == pytest.approx(1e-3) and f.head_lr_scale == 10 and f.ema_decay == 0
+    assert (f.dropout, f.drop_path, f.epochs) == (0.0, 0.0, 3)  # a short fine-tune: no regularizers
     q = get_recipe("quick")
     assert not q.hflip and q.img_size == 32 and q.epochs * 1437 // 64 < 1000
 
