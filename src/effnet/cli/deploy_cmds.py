@@ -156,6 +156,7 @@ def cmd_quantize(args) -> int:
 def cmd_deploy(args) -> int:
     from ..tables import text_table
     from ..tools import deploy as dp
+    from ..tools.deploy_table import table_rows
 
     needs = ["onnxscript", "onnxruntime"] + (["torchao", "onnx"] if args.int8 else [])
     for module in needs:
@@ -163,7 +164,7 @@ def cmd_deploy(args) -> int:
     summary = dp.deploy(args.run_dir, args.output, int8=args.int8, calib_images=args.calib_images,
                         reps=args.reps, batch_size=args.batch_size,
                         log=lambda line: print(line, flush=True))
-    print(text_table(*dp.table_rows(summary), left=2))
+    print(text_table(*table_rows(summary), left=2))
     sys.stdout.flush()
     return 0
 
