@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("model_cmds", "params, GMACs, peak activation memory, step times"),
     "predict": ("model_cmds", "classify images"),
     "train": ("train_cmds", "train a model (default: the quick recipe on built-in digits)"),
-    "eval": ("train_cmds", "top-1/top-5 of weights (or an export) on a val split or a class folder"),
+    "eval": ("eval_cmds", "top-1/top-5 of weights (or an export) on a val split or a class folder"),
     "report": ("report_cmds", "a run's report.html: curves, per-class scores, calibration, mistakes"),
     "schedule": ("schedule_cmds", "print a progressive-learning schedule (V2 Algorithm 1)"),
     "search": ("search_cmds", "searches: compound-scaling coefficients, training-aware NAS"),
