@@ -85,7 +85,8 @@ FINETUNE = Recipe(
     #   slows its adaptation. Label smoothing 0.1 stays (both papers).
     # - 3 epochs by default. Probes on clothing-small (3,068 photos, 10 classes, Lite0, test
     #   top-1 after each epoch, seed 0, one run each, so +-1 point is noise; timm's train.py
-    #   behaviour reaches 85.5 then 86.8 in 2 epochs): 2 epochs at 196 px 79.0 -> 87.6; 1 epoch
+    #   behaviour, benchmarks/finetune.py seed 0, reaches 86.0 then 90.1 in 2 epochs): with the
+    #   model's drop path and dropout, 2 epochs at 196 px 79.0 -> 87.6; 1 epoch
     #   75.8 (too few steps for the new head and the body together); the rest did not pay and
     #   are not used: BN momentum 0.1 instead of the weights' TF 0.01, 81.5 -> 85.2; training at
     #   160 px (ratio 0.71), 74.7 -> 83.1; progressive sizes 128 -> 192 px (V2 Algorithm 1 inside
