@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_quantize)
 
     p = commands.add(sub, "deploy", description="From a run's best weights write model.onnx (and "
-                     "with --int8 two int8 files: torchao PT2E .pt2, ONNX Runtime static QDQ .onnx), "
+                     "with --int8 two int8 files: torchao PT2E .pt2, ONNX Runtime static int8 .onnx), "
                      "then score each on the run's val split and time it on this CPU: deploy.json, "
                      "deploy.md.")
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory of `effnet train`")

@@ -5,7 +5,7 @@ From the run's best weights (`RunDir.best_weights`) it writes, into RUN_DIR/depl
                     preprocessing (size, crop, interpolation, mean, std) in its metadata_props;
 and with int8:
   model_int8.pt2    torchao PT2E int8 for x86 (as `effnet quantize` makes it, tools/quantize.py);
-  model_int8.onnx   ONNX Runtime static int8, QDQ, per-channel (tools/onnx_int8.py);
+  model_int8.onnx   ONNX Runtime static int8, QOperator U8S8, per-channel (tools/onnx_int8.py);
 both calibrated on up to `calib_images` of the run's training images (a sample drawn with
 `calib_seed`), through the eval transform the val split gets.
 
@@ -261,7 +261,7 @@ def deploy(path, output: Path | None = None, int8: bool = False, calib_images: i
         calibrated = write_int8_pt2(rm, out / PT2_INT8_FILE, calib_images, calib_seed)
         log(f"wrote {out / PT2_INT8_FILE} (torchao PT2E int8, {calibrated} calibration images)")
         write_int8_onnx(rm, onnx_path, out / ONNX_INT8_FILE, calib_images, calib_seed)
-        log(f"wrote {out / ONNX_INT8_FILE} (ONNX Runtime static int8, QDQ, per-channel)")
+        log(f"wrote {out / ONNX_INT8_FILE} (ONNX Runtime static int8, QOperator U8S8, per-channel)")
         files += [("int8 PT2E (.pt2)", out / PT2_INT8_FILE), ("int8 ONNX Runtime", out / ONNX_INT8_FILE)]
 
     rows = []
