@@ -93,8 +93,9 @@ FINETUNE = Recipe(
     #   the fine-tune, no regularization), 59.4 -> 79.0: the BN statistics of a small-image epoch
     #   do not carry to the eval size, and 2 epochs leave no time to recover.
     # - Nothing recomputed in the backward pass: at batch 32 a fine-tune fits in memory anyway
-    #   (Lite0 at 224 px: 3.4 GB, as timm's), and keeping activations makes each step 1.23x
-    #   faster on a CPU than the from-scratch presets' "activations" (BENCHMARKS.md `memory`).
+    #   (Lite0 at 224 px: 3.6 GiB peak, timm's 3.7), and keeping activations makes each step
+    #   1.42x faster on a 2-core CPU than the from-scratch presets' "activations" (BENCHMARKS.md
+    #   `memory`: 1.59 vs 2.24 s per step).
     name="finetune",
     model="efficientnetv2_s",
     opt="adamw",
