@@ -99,6 +99,34 @@ def test_recomputing_in_the_backward_pass_changes_no_number_and_bn_updates_once(
     assert any(getattr(m, "inplace", False) for m in model.modules())
 
 
+@pytest.mark.parametrize("mode", ["off", "activations", "blocks"])
+def test_frozen_stages_keep_their_weights_and_bn_statistics(mode):
+    """The stem and the first stages take no gradient and keep their running statistics through a
+    training step, in every recompute mode; the rest trains; unfreezing restores both."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", num_classes=5)
+    model.set_recompute(mode)
+    model.set_frozen_stages(2)
+    model.train()
+    frozen = [model.stem, *model.stages[:2]]
+    assert all(not m.training for part in frozen for m in part.modules())
+    assert model.stages[2].training and model.head.training
+    start = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.randn(4, 3, 64, 64)).square().mean().backward()
+    opt.step()
+    for name, v in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        in_frozen = name.startswith(("stem.", "stages.0.", "stages.1."))
+        assert torch.equal(v, start[name]) == in_frozen, name
+    assert all(p.grad is None for part in frozen for p in part.parameters())
+    model.set_frozen_stages(0)
+    assert all(p.requires_grad for p in model.parameters()) and model.stem.training
+    with pytest.raises(ValueError, match="frozen stages"):
+        model.set_frozen_stages(len(model.stages) + 1)
+
+
 def test_fused_expansion_one_has_no_projection():
     block = FusedMBConv(24, 24, 3, 1, 1)
     assert isinstance(block.project, torch.nn.Identity)

@@ -166,3 +166,22 @@ def test_recompute_is_the_recipes_unless_a_flag_says_otherwise():
     assert run_network(small, RunOptions(recompute="blocks"), 3, world).recompute == "blocks"
     with pytest.raises(UserError, match="recompute must be one of"):
         override(small, {"recompute": "everything"})
+
+
+def test_frozen_stages_is_a_recipe_key_the_network_applies():
+    from effnet.train import RunOptions
+    from effnet.train.distributed import World
+    from effnet.train.network import run_network
+    from effnet.train.optim import param_groups
+
+    small = override(get_recipe("finetune"), {"model": "efficientnet_b0", "phi": -4, "frozen_stages": 3})
+    model = run_network(small, RunOptions(), 3, World())
+    assert model.frozen_stages == 3 and get_recipe("finetune").frozen_stages == 0
+    trained = {id(p) for g in param_groups(model, 0.01, "bn_bias", 10.0) for p in g["params"]}
+    assert trained == {id(p) for p in model.parameters() if p.requires_grad}
+    assert not any(id(p) in trained for p in model.stages[2].parameters())
+    assert all(id(p) in trained for p in model.stages[3].parameters())
+    with pytest.raises(UserError, match="frozen_stages 9: efficientnet_b0 has 7 stages"):
+        run_network(override(small, {"frozen_stages": 9}), RunOptions(), 3, World())
+    with pytest.raises(UserError, match="frozen_stages must be >= 0"):
+        override(small, {"frozen_stages": -1})

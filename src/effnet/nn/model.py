@@ -33,6 +33,7 @@ class EfficientNet(nn.Module):
         self.norm = norm
         self.tf_padding = tf_padding
         self.recompute = "off"  # what training recomputes in the backward pass (nn/recompute.py)
+        self.frozen_stages = 0  # the stem and this many stages are frozen (set_frozen_stages)
         act = spec.act
         self.drop_path_rate = spec.drop_path if drop_path_rate is None else drop_path_rate
 
@@ -150,6 +151,25 @@ class EfficientNet(nn.Module):
             if isinstance(m, nn.SiLU | nn.ReLU6 | nn.ReLU):
                 m.inplace = mode == "off"
 
+    def set_frozen_stages(self, n: int) -> None:
+        """Freeze the stem and the first `n` stages (0: none): their parameters take no gradient,
+        so the backward pass stops before the high-resolution layers, and their BatchNorm keeps
+        its statistics (eval mode, also under `.train()`), as a fine-tune of pretrained weights
+        that leaves its first layers alone expects."""
+        if not 0 <= n <= len(self.stages):
+            raise ValueError(f"frozen stages must be 0 to {len(self.stages)} (got {n})")
+        self.frozen_stages = n
+        for i, part in enumerate([self.stem, *self.stages]):
+            part.requires_grad_(not (n and i <= n))
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> EfficientNet:
+        super().train(mode)
+        if mode and self.frozen_stages:
+            self.stem.eval()
+            self.stages[: self.frozen_stages].eval()
+        return self
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new classifier (TF init) on the model's device and dtype; 0 removes it."""
         ref = next(self.parameters())  # the stem's conv: where and in what dtype the model lives
@@ -166,8 +186,9 @@ class EfficientNet(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------
     def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if self.recompute == "off" or not torch.is_grad_enabled():
-            return stage(x)
+        if self.recompute == "off" or not torch.is_grad_enabled() or not (
+                x.requires_grad or any(p.requires_grad for p in stage.parameters())):
+            return stage(x)  # nothing to recompute: no backward pass reaches a frozen stage
         for block in stage:
             x = run_block(block, x, self.recompute)
         return x

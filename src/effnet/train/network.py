@@ -11,6 +11,7 @@ from torch import nn
 
 from ..arch.config import ModelConfig
 from ..data.config import DataOverrides
+from ..errors import UserError
 from ..models import make_model, plan_model
 from ..nn.model import EfficientNet
 from ..rundir import MODEL_FILE, RunDir
@@ -80,6 +81,10 @@ def run_network(recipe: Recipe, opts: RunOptions, num_classes: int, world: World
         model = build_model(recipe, num_classes, weights=opts.weights, adapt=opts.adapt,
                             pretrained=opts.pretrained)
     model.set_recompute(opts.recompute or recipe.recompute)
+    if recipe.frozen_stages > len(model.stages):
+        raise UserError(f"frozen_stages {recipe.frozen_stages}: {recipe.model} has "
+                        f"{len(model.stages)} stages")
+    model.set_frozen_stages(recipe.frozen_stages)
     model.to(world.device)
     if opts.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -53,6 +53,9 @@ class Recipe:
     # and a loss near 6.5 (ln 10 = 2.3), which short runs spend epochs unlearning. 0: a zero
     # head (BiT), as timm's head_init_scale scales ConvNeXt's.
     head_init_scale: float = 1.0
+    # the stem and this many stages keep their (pretrained) weights and BatchNorm statistics: no
+    # backward pass through the highest-resolution layers (EfficientNet.set_frozen_stages)
+    frozen_stages: int = 0
     # schedule (all counted in optimiser steps from 0, SPEC D.1)
     sched: str = "step"  # step: warmup + staircase exponential; cosine; constant
     epochs: int = 350
@@ -118,6 +121,8 @@ class Recipe:
             problems.append("epochs (or steps) must be >= 1")
         if not self.lr > 0 or not self.head_lr_scale > 0:  # `not >` also refuses NaN
             problems.append(f"lr and head_lr_scale must be > 0 (got {self.lr}, {self.head_lr_scale})")
+        if self.frozen_stages < 0:
+            problems.append(f"frozen_stages must be >= 0 (got {self.frozen_stages})")
         if not 0 <= self.head_init_scale < float("inf"):
             problems.append(f"head_init_scale must be >= 0 (got {self.head_init_scale})")
         if not 0 <= self.ema_decay < 1:
