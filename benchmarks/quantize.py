@@ -58,6 +58,7 @@ from effnet.rundir import RunDir
 from effnet.tools import deploy as dp
 from effnet.tools import export as ex
 from effnet.tools import quantize as q
+from effnet.tools.onnx_int8 import SCHEME
 from effnet.train import RunOptions, get_recipe, train
 from effnet.train.recipe import override
 
@@ -236,7 +237,7 @@ def model_section(key: str, m: dict, a: dict, args) -> list[str]:
          x(inductor, "1"), x(inductor, "32")),
         (name(files[ONNX32]), "ONNX Runtime", f"{files[ONNX32]['top1']:.2f}", "", files[ONNX32]["mb"],
          files[ONNX32], "", ""),
-        (name(files[ORT8]), "ONNX Runtime (QOperator U8S8 int8)", mean_std(acc[ORT8]["top1"]),
+        (name(files[ORT8]), f"ONNX Runtime ({SCHEME} int8)", mean_std(acc[ORT8]["top1"]),
          mean_std(acc[ORT8]["drop"]), files[ORT8]["mb"], files[ORT8], x(ort, "1"), x(ort, "32")),
     ]
     table = ["| file | runs on | test top-1 % | drop (points) | MB | ms @ 1 | ms @ 32 | int8 speed-up @ 1 "

@@ -109,8 +109,11 @@ def test_deploy_writes_each_file_as_described(deployed):
     assert summary["calibration_images"] == 32 and summary["calibration_seed"] == 0
     scales = {i.name: i for i in int8.graph.initializer}
     convs = [n for n in int8.graph.node if n.op_type == "QLinearConv"]
-    w_scales = [scales[n.input[4]] for n in convs]  # QLinearConv(x, x_scale, x_zp, w, w_scale, ...)
-    assert convs and all(len(s.dims) == 1 and s.dims[0] > 1 for s in w_scales), "per-channel int8 convs"
+    assert convs  # QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, ...)
+    for n in convs:  # U8S8: uint8 activations, int8 weights, one weight scale per output channel
+        x_zp, w, w_scale = scales[n.input[2]], scales[n.input[3]], scales[n.input[4]]
+        assert x_zp.data_type == onnx.TensorProto.UINT8 and w.data_type == onnx.TensorProto.INT8, n.name
+        assert list(w_scale.dims) == [w.dims[0]] and w.dims[0] > 1, n.name
     assert not any(n.op_type == "Conv" for n in int8.graph.node)  # every conv runs in int8
 
     exported, classes = load_program(out / "model_int8.pt2")
@@ -174,6 +177,17 @@ def test_the_int8_warning_rule():
     assert compare_to_fp32(rows) == [
         "int8 PT2E (.pt2) (model_int8.pt2) loses 1.50 points of top-1 against fp32 (88.50 % vs 90.00 %)"]
     assert [r.top1_vs_fp32 for r in rows[1:]] == [-10.0, -1.5, -1.0]
+
+
+def test_onnx_int8_without_calibration_batches_is_a_user_error(deployed, tmp_path):
+    """Checked before onnxruntime's calibrator, which raises a ValueError of its own half-way."""
+    from effnet.errors import UserError
+    from effnet.tools.onnx_int8 import quantize_onnx_int8
+
+    _, _, out, _, _ = deployed
+    with pytest.raises(UserError, match="no calibration images"):
+        quantize_onnx_int8(out / "model.onnx", tmp_path / "int8.onnx", iter([]), {})
+    assert not list(tmp_path.iterdir())
 
 
 def _moved_run(run: Path, tmp_path: Path, data: str) -> Path:

@@ -41,6 +41,7 @@ from torch import nn
 from ..errors import EffnetWarning, UserError
 from ..fileio import atomic_write_bytes
 from .deploy_table import markdown
+from .onnx_int8 import SCHEME, quantize_onnx_int8
 from .run_data import open_run, run_setup, run_splits
 
 if TYPE_CHECKING:
@@ -223,7 +224,6 @@ def write_int8_onnx(rm: RunModel, fp32_onnx: Path, path: Path, calib_images: int
     """The ONNX Runtime static int8 .onnx of the run's fp32 .onnx `fp32_onnx` at `path`,
     calibrated as `write_int8_pt2` calibrates; the number of calibration images."""
     from . import export as ex
-    from .onnx_int8 import quantize_onnx_int8
 
     _, batches = calibration(rm.train_set, rm.pre, rm.pre.eval_size, calib_images, calib_seed)
     return quantize_onnx_int8(fp32_onnx, path, batches(), ex.metadata(rm.model, rm.classes))
@@ -261,7 +261,7 @@ def deploy(path, output: Path | None = None, int8: bool = False, calib_images: i
         calibrated = write_int8_pt2(rm, out / PT2_INT8_FILE, calib_images, calib_seed)
         log(f"wrote {out / PT2_INT8_FILE} (torchao PT2E int8, {calibrated} calibration images)")
         write_int8_onnx(rm, onnx_path, out / ONNX_INT8_FILE, calib_images, calib_seed)
-        log(f"wrote {out / ONNX_INT8_FILE} (ONNX Runtime static int8, QOperator U8S8, per-channel)")
+        log(f"wrote {out / ONNX_INT8_FILE} (ONNX Runtime static int8, {SCHEME})")
         files += [("int8 PT2E (.pt2)", out / PT2_INT8_FILE), ("int8 ONNX Runtime", out / ONNX_INT8_FILE)]
 
     rows = []

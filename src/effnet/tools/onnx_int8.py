@@ -7,9 +7,9 @@ at a time (no list of them is held). The result keeps the fp32 file's dynamic ba
 its effnet metadata (classes, preprocessing), so `eval` and `predict` read it like the fp32 file.
 
 Not onnxruntime's default (QDQ, S8S8), which targets portability across execution providers: this
-file is for its CPU provider, where the default ran fine-tuned Lite0 at 0.90x fp32's speed at
-batch 1 and 1.19x at 32 (benchmarks/quantize.py, 2 threads, before this change). QOperator format
-(the quantizer writes QLinearConv/QLinearAdd/... itself, nothing left for the runtime to fuse)
+file is for its CPU provider. QOperator format (the quantizer writes QLinearConv, and
+com.microsoft's QLinearAdd, QLinearGlobalAveragePool, QLinearSigmoid, ... itself, nothing left for
+the runtime to fuse, so the file runs on onnxruntime, not on any ONNX runtime)
 with uint8 activations and int8 weights (U8S8, the pairing x86's VNNI/AVX2 int8 kernels
 take). Fine-tuned Lite0 at 224 px, 1 thread, ms per batch of 1 / 32 (benchmarks/quantize.py's
 model, probed on a busy AMD EPYC): fp32 11.8 / 780; QDQ S8S8 8.6 / 640; QDQ U8S8 5.6 / 476;
@@ -21,6 +21,7 @@ the CPUs that have VNNI.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,8 @@ import torch
 from ..errors import UserError
 from ..fileio import atomic_write
 
-QUANTIZED = "int8 onnxruntime QOperator, per-channel U8S8, min/max calibration"
+SCHEME = "QOperator U8S8, per-channel"  # how deploy, its log and the benchmark name the file
+QUANTIZED = f"int8 onnxruntime {SCHEME}, min/max calibration"
 
 
 @contextlib.contextmanager
@@ -59,9 +61,14 @@ def quantize_onnx_int8(fp32: Path, out: Path, batches: Iterable[torch.Tensor],
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    stream = iter(batches)
+    first = next(stream, None)
+    if first is None:  # onnxruntime's calibrator would raise its own ValueError, mid-quantization
+        raise UserError("no calibration images")
+
     class Reader(CalibrationDataReader):
         def __init__(self, name: str):
-            self.name, self.stream, self.images = name, iter(batches), 0
+            self.name, self.stream, self.images = name, itertools.chain([first], stream), 0
 
         def get_next(self):
             x = next(self.stream, None)
@@ -78,8 +85,6 @@ def quantize_onnx_int8(fp32: Path, out: Path, batches: Iterable[torch.Tensor],
         quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QOperator,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        if not reader.images:
-            raise UserError("no calibration images")
         model = onnx.load(str(quantized))
     del model.metadata_props[:]
     for key, value in {**meta, "effnet.quantized": QUANTIZED,
