@@ -92,6 +92,12 @@ FINETUNE = Recipe(
     #   160 px (ratio 0.71), 74.7 -> 83.1; progressive sizes 128 -> 192 px (V2 Algorithm 1 inside
     #   the fine-tune, no regularization), 59.4 -> 79.0: the BN statistics of a small-image epoch
     #   do not carry to the eval size, and 2 epochs leave no time to recover.
+    # - The whole body trains (`frozen_stages` 0), though freezing the stem and first stages
+    #   may pay; not yet the default, measured on one seed only. benchmarks/finetune.py's effnet
+    #   arm (seed 0, 2 threads; its 3-seed run of this preset: 89.78 % after 457 s, 21.9 img/s)
+    #   with frozen_stages=2: 78.5 -> 88.4 -> 90.3 % at 366 s, 27 img/s; with 3: 86.8 -> 87.1
+    #   -> 89.8 % at 292 s, 35 img/s (one train step, 1 thread, batch 32 at 196 px: 2.0x / 2.4x
+    #   faster than 0). A 3-seed benchmark decides.
     # - Nothing recomputed in the backward pass: at batch 32 a fine-tune fits in memory anyway
     #   (Lite0 at 224 px: 3.6 GiB peak, timm's 3.7), and keeping activations makes each step
     #   1.42x faster on a 2-core CPU than the from-scratch presets' "activations" (BENCHMARKS.md
