@@ -93,11 +93,12 @@ FINETUNE = Recipe(
     #   the fine-tune, no regularization), 59.4 -> 79.0: the BN statistics of a small-image epoch
     #   do not carry to the eval size, and 2 epochs leave no time to recover.
     # - The whole body trains (`frozen_stages` 0), though freezing the stem and first stages
-    #   may pay; not yet the default, measured on one seed only. benchmarks/finetune.py's effnet
-    #   arm (seed 0, 2 threads; its 3-seed run of this preset: 89.78 % after 457 s, 21.9 img/s)
-    #   with frozen_stages=2: 78.5 -> 88.4 -> 90.3 % at 366 s, 27 img/s; with 3: 86.8 -> 87.1
-    #   -> 89.8 % at 292 s, 35 img/s (one train step, 1 thread, batch 32 at 196 px: 2.0x / 2.4x
-    #   faster than 0). A 3-seed benchmark decides.
+    #   may pay: not yet the default, since these probes ran apart from the timm arm they would
+    #   be judged against. benchmarks/finetune.py's effnet arm (2 threads) with the key set, and
+    #   that benchmark's own run of this preset (3 seeds: 89.78 +- 1.08 % in 441 s, 21.9 img/s):
+    #   frozen_stages=2, seed 0: 78.5 -> 88.4 -> 90.3 % at 366 s, 27 img/s; frozen_stages=3,
+    #   seeds 0-2: 89.78 / 89.52 / 89.25 % at 292 / 281 / 250 s, 35-40 img/s (a train step at 1
+    #   thread, batch 32 at 196 px: 2.0x / 2.4x faster than 0). The benchmark decides.
     # - Nothing recomputed in the backward pass: at batch 32 a fine-tune fits in memory anyway
     #   (Lite0 at 224 px: 3.6 GiB peak, timm's 3.7), and keeping activations makes each step
     #   1.42x faster on a 2-core CPU than the from-scratch presets' "activations" (BENCHMARKS.md
