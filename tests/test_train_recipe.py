@@ -46,6 +46,7 @@ def test_finetune_and_quick():
     assert f.steps == 0 and f.batch_size * f.grad_accum == 32 and f.opt == "adamw"
     assert f.peak_lr(32) == pytest.approx(1e-3) and f.head_lr_scale == 10 and f.ema_decay == 0
     assert (f.dropout, f.drop_path, f.epochs) == (0.0, 0.0, 3)  # a short fine-tune: no regularizers
+    assert (f.head_init_scale, f.frozen_stages, f.train_size_ratio) == (0.0, 3, 0.785)
     q = get_recipe("quick")
     assert not q.hflip and q.img_size == 32 and q.epochs * 1437 // 64 < 1000
 
@@ -176,7 +177,7 @@ def test_frozen_stages_is_a_recipe_key_the_network_applies():
 
     small = override(get_recipe("finetune"), {"model": "efficientnet_b0", "phi": -4, "frozen_stages": 3})
     model = run_network(small, RunOptions(), 3, World())
-    assert model.frozen_stages == 3 and get_recipe("finetune").frozen_stages == 0
+    assert model.frozen_stages == 3 and get_recipe("finetune").frozen_stages == 3
     trained = {id(p) for g in param_groups(model, 0.01, "bn_bias", 10.0) for p in g["params"]}
     assert trained == {id(p) for p in model.parameters() if p.requires_grad}
     assert not any(id(p) in trained for p in model.stages[2].parameters())
