@@ -8,7 +8,7 @@ import torch
 import procs
 from effnet import create_model
 from effnet.nn.blocks import FusedMBConv, MBConv
-from effnet.nn.layers import tf_same_pad
+from effnet.nn.layers import ConvNormAct, tf_same_pad
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +242,27 @@ def test_block_layout_names_expansion_one_as_the_papers_do():
     assert MBConv(16, 16, 3, 1, 1).layout == "mbconv1" and MBConv(16, 16, 3, 1, 6).layout == "mbconv"
     assert FusedMBConv(16, 16, 3, 1, 1).layout == "fused1"
     assert FusedMBConv(16, 16, 3, 1, 4).layout == "fused"
+
+
+@pytest.mark.parametrize("kernel,stride,tf_padding", [(3, 1, False), (3, 2, True), (5, 2, False), (5, 1, True)])
+def test_depthwise_conv_on_a_1x1_map_is_its_centre_tap(kernel, stride, tf_padding):
+    """The training path's shortcut for a depthwise conv on a 1 x 1 map (the last stages of a small
+    image) gives the convolution's output and gradients, and is taken only with autograd on."""
+    torch.manual_seed(0)
+    fast = ConvNormAct(8, 8, kernel, stride, groups=8, tf_padding=tf_padding).train()
+    plain = copy.deepcopy(fast)
+    plain.depthwise = False  # always the convolution
+    calls = []
+    fast.conv.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(4, 8, 1, 1, requires_grad=True)
+    xp = x.detach().clone().requires_grad_()
+    g = torch.randn(4, 8, 1, 1)
+    (fast(x) * g).sum().backward()
+    (plain(xp) * g).sum().backward()
+    assert not calls  # the shortcut ran
+    torch.testing.assert_close(x.grad, xp.grad)
+    torch.testing.assert_close(fast.conv.weight.grad, plain.conv.weight.grad)  # off-centre taps: 0
+    torch.testing.assert_close(fast.bn.running_mean, plain.bn.running_mean)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(xp))
+    assert calls  # inference (and export) runs the convolution itself

@@ -57,12 +57,21 @@ class ConvNormAct(nn.Module):
         super().__init__()
         self.dynamic_pad = tf_padding and (stride > 1 or kernel % 2 == 0)
         self.kernel, self.stride = kernel, stride
+        self.depthwise = groups == in_ch == out_ch > 1 and kernel % 2 == 1 and kernel > 1
         self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=0 if self.dynamic_pad else kernel // 2,
                               groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_ch, eps=norm.eps, momentum=norm.momentum)
         self.act = make_act(act) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depthwise and x.shape[-2] == x.shape[-1] == 1 and torch.is_grad_enabled():
+            # On a 1 x 1 map a depthwise k x k conv sees zero padding around its centre tap in
+            # both padding conventions and at any stride, so it is exactly that tap times the input.
+            # PyTorch's CPU depthwise backward is slow exactly there (V2-B0 at phi -4, 32 px images,
+            # batch 64: three such convs of 768 channels took 24 of a 73 ms backward pass). Only on
+            # the autograd path: inference and exports keep the plain convolution.
+            centre = self.conv.weight[:, :, self.kernel // 2, self.kernel // 2]
+            return self.act(self.bn(x * centre.view(1, -1, 1, 1)))
         if self.dynamic_pad:
             top, bottom = tf_same_pad(x.shape[-2], self.kernel, self.stride)
             left, right = tf_same_pad(x.shape[-1], self.kernel, self.stride)
