@@ -247,7 +247,7 @@ def test_block_layout_names_expansion_one_as_the_papers_do():
 @pytest.mark.parametrize("kernel,stride,tf_padding", [(3, 1, False), (3, 2, True), (5, 2, False), (5, 1, True)])
 def test_depthwise_conv_on_a_1x1_map_is_its_centre_tap(kernel, stride, tf_padding):
     """The training path's shortcut for a depthwise conv on a 1 x 1 map (the last stages of a small
-    image) gives the convolution's output and gradients, and is taken only with autograd on."""
+    image) gives the convolution's output and gradients, and is taken only in training."""
     torch.manual_seed(0)
     fast = ConvNormAct(8, 8, kernel, stride, groups=8, tf_padding=tf_padding).train()
     plain = copy.deepcopy(fast)
@@ -265,4 +265,7 @@ def test_depthwise_conv_on_a_1x1_map_is_its_centre_tap(kernel, stride, tf_paddin
     torch.testing.assert_close(fast.bn.running_mean, plain.bn.running_mean)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(xp))
-    assert calls  # inference (and export) runs the convolution itself
+    assert len(calls) == 1  # without autograd, the convolution itself
+    fast.eval()
+    fast(x)
+    assert len(calls) == 2  # in eval mode (inference, torch.export, int8) too

@@ -64,12 +64,13 @@ class ConvNormAct(nn.Module):
         self.act = make_act(act) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.depthwise and x.shape[-2] == x.shape[-1] == 1 and torch.is_grad_enabled():
+        if self.depthwise and self.training and torch.is_grad_enabled() and x.shape[-2] == x.shape[-1] == 1:
             # On a 1 x 1 map a depthwise k x k conv sees zero padding around its centre tap in
             # both padding conventions and at any stride, so it is exactly that tap times the input.
             # PyTorch's CPU depthwise backward is slow exactly there (V2-B0 at phi -4, 32 px images,
-            # batch 64: three such convs of 768 channels took 24 of a 73 ms backward pass). Only on
-            # the autograd path: inference and exports keep the plain convolution.
+            # batch 64: three such convs of 768 channels took 24 of a 73 ms backward pass). Only in
+            # training: an eval-mode module (inference, torch.export, int8 quantization, which
+            # finds its convolutions in the exported graph) keeps the plain convolution.
             centre = self.conv.weight[:, :, self.kernel // 2, self.kernel // 2]
             return self.act(self.bn(x * centre.view(1, -1, 1, 1)))
         if self.dynamic_pad:
