@@ -90,6 +90,10 @@ FINETUNE = Recipe(
     #   79.8 -> 87.6 -> 89.0 % test top-1; without them 87.4 -> 88.2 -> 89.8. A few hundred steps
     #   are too few for regularization to pay, and dropping paths of a pretrained body only
     #   slows its adaptation. Label smoothing 0.1 stays (both papers).
+    # - Nothing recomputed in the backward pass: at batch 32 a fine-tune fits in memory anyway
+    #   (Lite0 at 224 px: 3.6 GiB peak, timm's 3.7), and keeping activations makes each step
+    #   1.42x faster on a 2-core CPU than the from-scratch presets' "activations" (BENCHMARKS.md
+    #   `memory`: 1.59 vs 2.24 s per step).
     # - 3 epochs. benchmarks/finetune.py, 3 seeds side by side with timm (BENCHMARKS.md
     #   `finetune`): 91.40 +- 0.97 % in 187 s against timm's 89.25 +- 0.81 % in 588 s; timm's
     #   final top-1 passed at 0.23x / 0.28x / 0.33x of timm's wall time.
@@ -108,15 +112,12 @@ FINETUNE = Recipe(
     #   3 stages, seeds 0-2, 89.78 / 89.52 / 89.25 % in 292 / 281 / 250 s (35-40 img/s).
     #   2 epochs: 3 stages 86.8 -> 89.0 in 181 s; 4 stages 85.5 -> 86.8 in 155 s.
     # - 3 frozen stages at 176 px: 2 epochs 78.8 -> 87.4 in 128 s (54 img/s); 3 epochs
-    #   79.3 -> 88.2 -> 88.4 in 228 s; with the zero head 59.7 -> 92.2 -> 91.7 in 234 s.
+    #   79.3 -> 88.2 -> 88.4 in 228 s; with the zero head 59.7 -> 92.2 -> 91.7 in 234 s (seed 1:
+    #   77.4 -> 88.7 -> 92.2 in 242 s).
     #   At 196 px, 2 epochs, the zero head: 62.1 -> 89.8 in 181 s (random head 89.0).
     # - A DataLoader worker beside the 2 compute threads: the same numbers (seeded sampling) in
     #   186 s against 181 s in-process. Decoding is 0.8 ms and augmenting 1.4 ms of the ~22 ms
     #   each image costs, so a decoded-image cache would save under 4 %.
-    # - Nothing recomputed in the backward pass: at batch 32 a fine-tune fits in memory anyway
-    #   (Lite0 at 224 px: 3.6 GiB peak, timm's 3.7), and keeping activations makes each step
-    #   1.42x faster on a 2-core CPU than the from-scratch presets' "activations" (BENCHMARKS.md
-    #   `memory`: 1.59 vs 2.24 s per step).
     name="finetune",
     model="efficientnetv2_s",
     opt="adamw",
