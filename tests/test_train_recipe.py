@@ -152,14 +152,15 @@ def test_presets_for_photos_take_their_sizes_from_the_weights_or_the_model():
 
 
 def test_recompute_is_the_recipes_unless_a_flag_says_otherwise():
-    """A fine-tune keeps its activations (speed: it fits in memory at batch 32); training from
-    scratch recomputes them from the convolution outputs (memory); --recompute wins over both."""
+    """A fine-tune and the small-image presets keep their activations (speed: they fit in memory);
+    the papers' recipes recompute them from the convolution outputs (memory); --recompute wins."""
     from effnet.train import RunOptions
     from effnet.train.distributed import World
     from effnet.train.network import run_network
 
-    assert get_recipe("finetune").recompute == "off"
-    for name in ("quick", "short", "paper-v1", "paper-v2", "finetune-paper"):
+    for name in ("finetune", "quick", "short"):
+        assert get_recipe(name).recompute == "off", name
+    for name in ("paper-v1", "paper-v2", "finetune-paper"):
         assert get_recipe(name).recompute == "activations", name
     small = override(get_recipe("finetune"), {"model": "efficientnet_b0", "phi": -4})
     world = World()  # one CPU process
