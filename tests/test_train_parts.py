@@ -2,7 +2,12 @@
 options' checks (train/options.py) and the run report (train/report.py). What a resume may change
 and the refusal of a non-empty new run directory are the run directory's: tests/test_rundir.py."""
 
+import os
+import platform
 import random
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +31,38 @@ def test_runtime_sets_threads_and_determinism_and_restores_them():
     with pytest.raises(RuntimeError), RunRuntime(torch.device("cpu"), threads=want, deterministic=False):
         raise RuntimeError("a failed run restores them too")
     assert torch.get_num_threads() == before[0]
+
+
+# Page faults of refilling a fresh 64 MiB tensor 4 times: inside a CPU run's runtime, then after it.
+_REFILL_FAULTS = """
+import resource, sys, torch
+from effnet.train.runtime import RunRuntime
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        torch.ones(16 * 2**20)  # 64 MiB, freed at once
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+with RunRuntime(torch.device("cpu"), threads=1, deterministic=False):
+    faults()  # the first fill grows the heap
+    held = faults()
+print(held, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's malloc only")
+def test_cpu_run_keeps_freed_memory_for_the_next_step_and_gives_it_back_after():
+    # a fresh process: mallopt settings are process-wide, and the user's MALLOC_* would switch it off
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD"))}
+    out = subprocess.run([sys.executable, "-c", _REFILL_FAULTS], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    held, after = map(int, out.split())
+    pages = 4 * 64 * 2**20 // resource.getpagesize()
+    assert held < pages // 100, (held, pages)  # the heap kept the pages: no new ones
+    assert after > pages // 2, (after, pages)  # glibc's defaults again: each 64 MiB block is mapped anew
 
 
 def test_seed_all_repeats_the_draws():

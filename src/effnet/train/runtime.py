@@ -1,10 +1,12 @@
 """The process-wide settings a run changes (intra-op threads, deterministic algorithms, cuDNN
-autotuning) and the seeds it sets. `RunRuntime` sets them for the length of a run and gives the
-caller its own back afterwards: the searches train many candidates in one process, and a library
-call must not leave torch configured differently from how it found it."""
+autotuning, glibc's malloc on the CPU) and the seeds it sets. `RunRuntime` sets them for the
+length of a run and gives the caller its own back afterwards: the searches train many candidates
+in one process, and a library call must not leave the process configured differently from how it
+found it."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 
@@ -27,6 +29,52 @@ def seed_all(seed: int) -> None:
     np.random.seed(seed & 0xFFFFFFFF)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+
+
+def _glibc():
+    """The C library if it is glibc and the user left its malloc alone (no MALLOC_* variables,
+    no GLIBC_TUNABLES, no other allocator preloaded), else None."""
+    if any(k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD") for k in os.environ):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc's own names)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+class HeldHeap:
+    """Context manager: glibc keeps the memory a CPU training step frees, for the next step.
+
+    By default glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh
+    mmap and unmaps it on free, so each step's large activations and gradients fault their pages
+    in again, zeroed by the kernel. A train step of V2-B0 (phi -4, batch 64, AdamW, 1 thread, a
+    quiet 2-core EPYC) took 53,500 page faults and 79 ms of system time of its 309 ms at 128 px
+    (17,200 and 29 of 108 ms at 64 px); with mmap off and trimming deferred it took none, 229 ms
+    (78 ms at 64 px): 1.35-1.39x faster, for a peak RSS of 1,315 MiB instead of 1,219. PyTorch's
+    CPU tuning guide gets the same by preloading jemalloc or tcmalloc, which a pip install cannot
+    do. On exit the defaults come back (glibc's threshold no longer adapts once set) and the held
+    memory goes back to the system. Nothing happens on other C libraries or when the user
+    configured malloc."""
+
+    def __enter__(self) -> HeldHeap:
+        self._libc = _glibc()
+        if self._libc is not None:
+            self._libc.mallopt(_M_MMAP_MAX, 0)
+            self._libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # an int: 2 GiB
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._libc is not None:
+            for param, value in _GLIBC_DEFAULTS.items():
+                self._libc.mallopt(param, value)
+            self._libc.malloc_trim(0)
+
+
 class RunRuntime:
     """Context manager: threads / determinism / cuDNN benchmark for a run on `device`, restored on
     exit (seeds are the run's business: its checkpoint restores the generators' states)."""
@@ -43,11 +91,15 @@ class RunRuntime:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        self._heap = None
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(self.threads))
+            self._heap = HeldHeap().__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._heap is not None:
+            self._heap.__exit__(*exc)
         threads, deterministic, benchmark = self._saved
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
