@@ -12,7 +12,7 @@ fi
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # timing first, while nothing else runs; the single-thread pair (fused_mbconv, nas_vs_b0) side by side
-ALL="throughput train_digits compound_scaling progressive train_cifar10 fused_mbconv+nas_vs_b0 finetune quantize cam_compare"
+ALL="throughput heap memory train_digits compound_scaling progressive train_cifar10 fused_mbconv+nas_vs_b0 finetune quantize cam_compare"
 for job in ${*:-$ALL}; do
   start=$(date +%s)
   pids=()
