@@ -11,7 +11,7 @@ takes 2 warm-up AdamW steps on one fixed random batch, then `--steps` timed ones
 median step time, the minor page faults and system CPU time per timed step, and its peak resident
 set size. Setups: the progressive benchmark's network (V2-B0 shrunk by phi -4, 10 classes, batch
 64, 1 thread) at its smallest and largest train size, and the memory benchmark's B0 (1000
-classes, batch 32, 224 px, 2 threads). The results replace the `heap` section of BENCHMARKS.md
+classes, batch 32, 224 px, 2 threads); nothing recomputed. The results replace the `heap` section of BENCHMARKS.md
 (`--no-write` to skip).
 """
 
@@ -48,6 +48,7 @@ def child(setup: str, arm: str, steps: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = make_model(model_name, num_classes=classes, phi=phi)
+    model.set_recompute("off")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
@@ -60,7 +61,10 @@ def child(setup: str, arm: str, steps: int) -> dict:
         opt.step()
         return time.perf_counter() - t0
 
-    with HeldHeap() if arm == "HeldHeap" else contextlib.nullcontext():
+    with HeldHeap() if arm == "HeldHeap" else contextlib.nullcontext() as held:
+        if arm == "HeldHeap" and held.libc is None:
+            raise SystemExit("HeldHeap does nothing here (not glibc, or MALLOC_* / GLIBC_TUNABLES / "
+                             "LD_PRELOAD set): nothing to compare")
         for _ in range(2):
             step()
         before = resource.getrusage(resource.RUSAGE_SELF)

@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         header,
         "",
         f"Batch {args.batch} at {args.size} px, float32, AdamW, {args.threads} threads, "
-        f"{args.steps} steps, each arm in a fresh process (module docstring).",
+        f"{args.steps} steps, each arm in a fresh process (module docstring). effnet's arms keep "
+        "freed memory in glibc's heap as every effnet CPU run does (HeldHeap); timm's run with "
+        "glibc's defaults, as timm's train.py does.",
         "",
         *rows,
         "",

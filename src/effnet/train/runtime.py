@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -30,19 +31,24 @@ def seed_all(seed: int) -> None:
 
 
 # glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+# What a run leaves behind. Any mallopt of these freezes glibc's adaptive thresholds for good, so
+# the exit sets the state they adapt to in a process that frees large blocks (mmap threshold at
+# its 32 MiB ceiling, trim threshold twice that), not the 128 KiB start, where every block above
+# 128 KiB would be mapped afresh from then on.
+_AFTER_RUN = {_M_MMAP_MAX: 65536, _M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 64 * 2**20}
 
 
 def _glibc():
-    """The C library if it is glibc and the user left its malloc alone (no MALLOC_* variables,
-    no GLIBC_TUNABLES, no other allocator preloaded), else None."""
-    if any(k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD") for k in os.environ):
+    """The C library if it is glibc on Linux and the user left its malloc alone (no MALLOC_*
+    variables, no GLIBC_TUNABLES, no other allocator preloaded), else None."""
+    if not sys.platform.startswith("linux") or any(
+            k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD") for k in os.environ):
         return None
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc's own names)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # musl has no gnu_get_libc_version
         return None
     return libc
 
@@ -55,24 +61,25 @@ class HeldHeap:
     in again, zeroed by the kernel. A train step of V2-B0 (phi -4, batch 64, AdamW, 1 thread, a
     quiet 2-core EPYC) took 53,500 page faults and 79 ms of system time of its 309 ms at 128 px
     (17,200 and 29 of 108 ms at 64 px); with mmap off and trimming deferred it took none, 229 ms
-    (78 ms at 64 px): 1.35-1.39x faster, for a peak RSS of 1,315 MiB instead of 1,219. PyTorch's
-    CPU tuning guide gets the same by preloading jemalloc or tcmalloc, which a pip install cannot
-    do. On exit the defaults come back (glibc's threshold no longer adapts once set) and the held
-    memory goes back to the system. Nothing happens on other C libraries or when the user
-    configured malloc."""
+    (78 ms at 64 px): 1.35-1.39x faster, for a peak RSS of 1,315 MiB instead of 1,219
+    (benchmarks/heap.py measures it). PyTorch's CPU tuning guide gets the same by preloading
+    jemalloc or tcmalloc, which a pip install cannot do. Only the main thread's heap holds its
+    memory: glibc still maps blocks above 64 MiB afresh in other threads' arenas. On exit the
+    held memory goes back to the system and malloc is left as `_AFTER_RUN` says. Nothing happens
+    off Linux, on other C libraries, or when the user configured malloc."""
 
     def __enter__(self) -> HeldHeap:
-        self._libc = _glibc()
-        if self._libc is not None:
-            self._libc.mallopt(_M_MMAP_MAX, 0)
-            self._libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # an int: 2 GiB
+        self.libc = _glibc()
+        if self.libc is not None:
+            self.libc.mallopt(_M_MMAP_MAX, 0)
+            self.libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # an int: 2 GiB
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._libc is not None:
-            for param, value in _GLIBC_DEFAULTS.items():
-                self._libc.mallopt(param, value)
-            self._libc.malloc_trim(0)
+        if self.libc is not None:
+            for param, value in _AFTER_RUN.items():
+                self.libc.mallopt(param, value)
+            self.libc.malloc_trim(0)
 
 
 class RunRuntime:
