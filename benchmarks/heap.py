@@ -1,6 +1,6 @@
-"""CPU training steps with glibc's malloc as it comes against effnet's `HeldHeap`, which every CPU
-run enters (src/effnet/train/runtime.py: freed memory stays in the heap for the next step instead
-of being unmapped and faulted in again).
+"""CPU training steps with glibc's malloc as it comes against effnet's `HeldHeap`, which a CPU run
+enters with EFFNET_HOLD_HEAP=1 (src/effnet/train/runtime.py: freed memory stays in the heap for
+the next step instead of being unmapped and faulted in again).
 
     .venv/bin/python benchmarks/heap.py [--steps 6] [--repeats 2]
 

@@ -11,9 +11,7 @@ interpreter, torch and the model) and the median step time. Arms:
 - timm: `timm.create_model(name)` with its defaults;
 - effnet: `effnet.create_model(name)` trained as `effnet train` trains it from scratch (every
   preset but `finetune`): recompute "activations" (src/effnet/nn/recompute.py: the backward pass
-  recomputes BatchNorm, activations and squeeze-excite from the saved convolution outputs), and
-  glibc's malloc keeping freed memory for the next step (`HeldHeap` in
-  src/effnet/train/runtime.py, which every CPU run enters; so do all effnet arms here);
+  recomputes BatchNorm, activations and squeeze-excite from the saved convolution outputs);
 - effnet --recompute off: what that saves (the `finetune` preset's default: time over memory);
 - effnet --grad-checkpointing: recompute whole blocks (timm has the same flag, off by default).
 
@@ -48,8 +46,6 @@ def _rss_mib() -> float:
 
 
 def child(arm: str, name: str, batch: int, size: int, steps: int, threads: int) -> dict:
-    import contextlib
-
     import torch
 
     torch.set_num_threads(threads)
@@ -59,13 +55,10 @@ def child(arm: str, name: str, batch: int, size: int, steps: int, threads: int) 
         import timm
 
         model = timm.create_model(name)
-        held = contextlib.nullcontext()
     else:
         import effnet
-        from effnet.train.runtime import HeldHeap
 
         model = effnet.create_model(name)
-        held = HeldHeap()
         model.set_recompute(mode)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -74,14 +67,13 @@ def child(arm: str, name: str, batch: int, size: int, steps: int, threads: int) 
     loss_fn = torch.nn.CrossEntropyLoss()
     before = _rss_mib()
     times = []
-    with held:
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mib": peak, "before_mib": before, "step_s": statistics.median(times),
             "loss": float(loss)}
@@ -135,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         header,
         "",
         f"Batch {args.batch} at {args.size} px, float32, AdamW, {args.threads} threads, "
-        f"{args.steps} steps, each arm in a fresh process (module docstring). effnet's arms keep "
-        "freed memory in glibc's heap as every effnet CPU run does (HeldHeap); timm's run with "
-        "glibc's defaults, as timm's train.py does.",
+        f"{args.steps} steps, each arm in a fresh process (module docstring).",
         "",
         *rows,
         "",

@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import shlex
 import shutil
 import statistics
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-progressive")
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = p.parse_args(argv)
+    # every run holds glibc's heap (train/runtime.py): without it the fixed arm's page faults made
+    # its time depend on its heap's history (320-365 s against 230-240 s per 128 px epoch)
+    os.environ.setdefault("EFFNET_HOLD_HEAP", "1")
     if not CIFAR_ARCHIVE.is_file():
         sys.exit(f"{CIFAR_ARCHIVE} is absent: this benchmark needs the shared CIFAR-10 archive")
     header = stamp(shlex.join(["python", "benchmarks/progressive.py", *argv]))

@@ -66,7 +66,12 @@ class HeldHeap:
     jemalloc or tcmalloc, which a pip install cannot do. Only the main thread's heap holds its
     memory: glibc still maps blocks above 64 MiB afresh in other threads' arenas. On exit the
     held memory goes back to the system and malloc is left as `_AFTER_RUN` says. Nothing happens
-    off Linux, on other C libraries, or when the user configured malloc."""
+    off Linux, on other C libraries, or when the user configured malloc.
+
+    Opt-in (EFFNET_HOLD_HEAP=1) for CPU runs: benchmarks/heap.py measured B0 (batch 32, 224 px)
+    at 1.23x the step speed but 1.21x the peak RSS, which would cost the memory goal
+    (BENCHMARKS.md `memory`: effnet at 0.68-0.71x timm's peak, goal <= 0.8x); fresh V2-B0
+    processes gained 1-3 %, while a long run whose heap history went wrong gained 1.47x."""
 
     def __enter__(self) -> HeldHeap:
         self.libc = _glibc()
@@ -101,7 +106,8 @@ class RunRuntime:
         self._heap = None
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(self.threads))
-            self._heap = HeldHeap().__enter__()
+            if os.environ.get("EFFNET_HOLD_HEAP") == "1":  # opt-in: HeldHeap's memory cost
+                self._heap = HeldHeap().__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
