@@ -58,12 +58,12 @@ class HeldHeap:
 
     By default glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh
     mmap and unmaps it on free, so each step's large activations and gradients fault their pages
-    in again, zeroed by the kernel. A train step of V2-B0 (phi -4, batch 64, AdamW, 1 thread, a
-    quiet 2-core EPYC) took 53,500 page faults and 79 ms of system time of its 309 ms at 128 px
-    (17,200 and 29 of 108 ms at 64 px); with mmap off and trimming deferred it took none, 229 ms
-    (78 ms at 64 px): 1.35-1.39x faster, for a peak RSS of 1,315 MiB instead of 1,219
-    (benchmarks/heap.py measures it). PyTorch's CPU tuning guide gets the same by preloading
-    jemalloc or tcmalloc, which a pip install cannot do. Only the main thread's heap holds its
+    in again, zeroed by the kernel, as often as the heap's history makes glibc's adaptive
+    threshold fall short. In one probe process a V2-B0 train step (phi -4, batch 64, AdamW, 1
+    thread, 128 px) took 53,500 page faults and 79 of its 309 ms in the kernel, and 229 ms without
+    them; fresh processes of benchmarks/heap.py took about 2,000 faults for the same step.
+    PyTorch's CPU tuning guide gets the same by preloading jemalloc or tcmalloc, which a pip
+    install cannot do. Only the main thread's heap holds its
     memory: glibc still maps blocks above 64 MiB afresh in other threads' arenas. On exit the
     held memory goes back to the system and malloc is left as `_AFTER_RUN` says. Nothing happens
     off Linux, on other C libraries, or when the user configured malloc.
