@@ -26,8 +26,8 @@ at the weights' eval crop after every epoch.
 
 Wall time counts from the start of each arm's training (data loading set-up included) to the end
 of each evaluation. The arms alternate in order from seed to seed and use the same threads. The
-results replace the `finetune` section of BENCHMARKS.md (`--no-write` to skip) and are written to
-benchmarks/results/finetune.json.
+results of each model replace its own section of BENCHMARKS.md, `finetune <tag>`, and its entry in
+benchmarks/results/finetune.json (`--no-write` to skip both), so models may be run one at a time.
 """
 
 from __future__ import annotations
@@ -169,13 +169,30 @@ def compare(tag: str, results: dict[str, list[dict]], seeds: list[int]) -> tuple
     diffs = [e - t for e, t in zip(entry["effnet_top1"], entry["timm_top1"], strict=True)]
     spread = statistics.stdev(diffs) if len(diffs) > 1 else float("inf")
     met_acc = statistics.mean(diffs) >= 1.0 and statistics.mean(diffs) - spread > 0
-    lines = [f"### {tag}", "", *rows, "",
+    lines = [*rows, "",
              f"- effnet's final top-1 vs timm's: {verdict(entry['effnet_top1'], entry['timm_top1'])}.",
              "- Wall time at which effnet first reached timm's final top-1: " + "; ".join(per_seed) + ".",
              f"- Goal (timm's final top-1 in <= 1/3 of timm's wall time on every seed, and >= 1 point "
              f"above timm beyond the seed spread): time {'met' if met_time else 'NOT met'}, accuracy "
              f"{'met' if met_acc else 'NOT met'}."]
     return lines, entry
+
+
+def _older_layout(tag: str) -> tuple[str, ...]:
+    """("finetune",) when BENCHMARKS.md's one `finetune` section of every model (the layout before
+    a section per model) holds this model: its new section takes that one's place."""
+    text = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").is_file() else ""
+    old = text.partition("<!-- BEGIN finetune -->")[2].partition("<!-- END finetune -->")[0]
+    return ("finetune",) if f"### {tag}\n" in old else ()
+
+
+def _write_entry(entry: dict) -> None:
+    """Put one model's entry into the JSON, keeping other models' (runs of other --models): every
+    model under "models", the first one's numbers also at the top level (one entry per seed)."""
+    old = json.loads(RESULTS.read_text()).get("models", []) if RESULTS.is_file() else []
+    entries = [e for e in old if e["pretrained"] != entry["pretrained"]] + [entry]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({**entries[0], "models": entries}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     tags = [t.strip() for t in args.models.split(",") if t.strip()]
     seeds = list(range(args.seeds))
 
-    sections, entries = [], []
+    recipe = get_recipe("finetune")
+    setup = (f"clothing-small: 3,068 train photos, 10 classes, evaluated on its 372 test photos; "
+             f"{args.seeds} seeds; {args.threads} threads. effnet: the `finetune` recipe's defaults "
+             f"({recipe.epochs} epoch(s){', ' + recipe.progressive if recipe.progressive else ''}); "
+             f"timm: train.py's behaviour for {args.timm_epochs} epochs (module docstring).")
     with tempfile.TemporaryDirectory() as tmp:
         for tag in tags:
             results: dict[str, list[dict]] = {"effnet": [], "timm": []}
@@ -210,29 +231,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{tag} seed {seed} {arm}: top-1 {[round(t, 2) for t in r['top1']]}, wall "
                           f"{[round(w) for w in r['wall']]} s", flush=True)
             lines, entry = compare(tag, results, seeds)
-            sections += [*lines, ""]
-            entries.append(entry)
-
-    recipe = get_recipe("finetune")
-    body = "\n".join([
-        "## finetune: published weights fine-tuned on real photos, effnet `finetune` vs timm train.py",
-        "",
-        header,
-        "",
-        f"clothing-small: 3,068 train photos, 10 classes, evaluated on its 372 test photos; "
-        f"{args.seeds} seeds; {args.threads} threads. effnet: the `finetune` recipe's defaults "
-        f"({recipe.epochs} epoch(s){', ' + recipe.progressive if recipe.progressive else ''}); "
-        f"timm: train.py's behaviour for {args.timm_epochs} epochs (module docstring).",
-        "",
-        *sections,
-    ])
-    print("\n" + body)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        first = entries[0]
-        # the first model's numbers at the top level (one entry per seed), every model under "models"
-        RESULTS.write_text(json.dumps({**first, "models": entries}, indent=1) + "\n")
-        write_section(ROOT / "BENCHMARKS.md", "finetune", body)
+            body = "\n".join([f"## finetune {tag}: published weights fine-tuned on real photos, "
+                              f"effnet `finetune` vs timm train.py", "", header, "", setup, "", *lines])
+            print("\n" + body, flush=True)
+            if not args.no_write:  # each model as it ends: a later model's run keeps this one's
+                _write_entry(entry)
+                write_section(ROOT / "BENCHMARKS.md", f"finetune {tag}", body, replaces=_older_layout(tag))
     return 0
 
 
