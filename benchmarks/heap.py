@@ -11,8 +11,8 @@ takes 2 warm-up AdamW steps on one fixed random batch, then `--steps` timed ones
 median step time, the minor page faults and system CPU time per timed step, and its peak resident
 set size. Setups: the progressive benchmark's network (V2-B0 shrunk by phi -4, 10 classes, batch
 64, 1 thread) at its smallest and largest train size, and the memory benchmark's B0 (1000
-classes, batch 32, 224 px, 2 threads); nothing recomputed. The results replace the `heap` section of BENCHMARKS.md
-(`--no-write` to skip).
+classes, batch 32, 224 px, 2 threads); nothing recomputed. The results replace the `heap` section
+of BENCHMARKS.md (`--no-write` to skip).
 """
 
 from __future__ import annotations

@@ -63,10 +63,10 @@ class HeldHeap:
     thread, 128 px) took 53,500 page faults and 79 of its 309 ms in the kernel, and 229 ms without
     them; fresh processes of benchmarks/heap.py took about 2,000 faults for the same step.
     PyTorch's CPU tuning guide gets the same by preloading jemalloc or tcmalloc, which a pip
-    install cannot do. Only the main thread's heap holds its
-    memory: glibc still maps blocks above 64 MiB afresh in other threads' arenas. On exit the
-    held memory goes back to the system and malloc is left as `_AFTER_RUN` says. Nothing happens
-    off Linux, on other C libraries, or when the user configured malloc.
+    install cannot do. Only the main thread's heap holds its memory: glibc still maps blocks above
+    64 MiB afresh in other threads' arenas. On exit the held memory goes back to the system and
+    malloc is left as `_AFTER_RUN` says. Nothing happens off Linux, on other C libraries, or when
+    the user configured malloc.
 
     Opt-in (EFFNET_HOLD_HEAP=1) for CPU runs: benchmarks/heap.py measured B0 (batch 32, 224 px)
     at 1.23x the step speed but 1.21x the peak RSS, which would cost the memory goal
